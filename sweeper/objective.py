@@ -1,0 +1,90 @@
+"""One Optuna trial: suggest -> dataloaders -> fresh model -> Accelerate loop -> report each epoch."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import optuna
+from hydra.utils import instantiate
+
+from sweeper import checkpoints
+from sweeper.batching import get_dataloaders
+from sweeper.data import load_task
+from sweeper.loop import Hparams, pad_multiple, resolve_precision, train
+from sweeper.model import fresh_model, load_template
+
+log = logging.getLogger(__name__)
+
+
+def suggest(trial: optuna.Trial, search) -> Hparams:
+    return Hparams(
+        lr=trial.suggest_float("lr", search.lr.low, search.lr.high, log=True),
+        epochs=trial.suggest_int("epochs", search.epochs.low, search.epochs.high),
+        batch_size=trial.suggest_categorical("batch_size", list(search.batch_size)),
+    )
+
+
+def report_epoch(trial: optuna.Trial, objective: str, epoch: int, metrics: dict) -> None:
+    """Store the epoch's metrics on the trial, report the objective, and prune if the pruner says so."""
+    for name, value in metrics.items():
+        trial.set_user_attr(name, value)
+    trial.report(metrics[objective], epoch)
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"{objective}={metrics[objective]:.4f} at epoch {epoch}")
+
+
+class Objective:
+    """The study's objective: data tokenized and weights read once, a fresh model for every trial."""
+
+    def __init__(self, cfg, study_dir: Path):
+        self.cfg = cfg
+        self.checkpoint_root = study_dir / "checkpoints"
+        self.precision = resolve_precision(cfg.train.precision.value)
+        self.data = load_task(cfg.task, cfg.model.path, cfg.data_dir, cfg.seed)
+        self.template = load_template(cfg.model, cfg.task.num_labels, cfg.seed)
+        self.optimizer_fn = instantiate(cfg.optimizer.optimizer)
+        self.scheduler_fn = instantiate(cfg.optimizer.scheduler)
+        self.trial: optuna.Trial | None = None  # the running trial, for the interrupt handler
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        self.trial = trial
+        try:
+            return self.run(trial)
+        except (optuna.TrialPruned, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
+            raise
+
+    def run(self, trial: optuna.Trial) -> float:
+        cfg = self.cfg
+        hp = suggest(trial, cfg.search)
+        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        retried = frozen.system_attrs.get("retry_history", [])
+        resume = checkpoints.claim(self.checkpoint_root, trial.number, retried) if retried else None
+        if resume is not None:
+            self.restore_reports(trial, frozen, checkpoints.read_progress(resume)["history"])
+        log.info("trial %d: lr=%.3g epochs=%d batch_size=%d%s", trial.number, hp.lr, hp.epochs,
+                 hp.batch_size, f" (retries trial {retried[-1]})" if retried else "")
+        train_dl, eval_dl = get_dataloaders(
+            self.data, hp.batch_size, cfg.train.eval_batch_size, cfg.seed,
+            cfg.train.group_by_length, pad_multiple(self.precision))
+        objective = cfg.task.objective
+        history = train(
+            fresh_model(self.template), train_dl, eval_dl, hp,
+            optimizer_fn=self.optimizer_fn, scheduler_fn=self.scheduler_fn,
+            warmup_ratio=cfg.optimizer.warmup_ratio, precision=self.precision,
+            metric_names=list(cfg.task.metrics), seed=cfg.seed,
+            on_epoch_end=lambda epoch, m: report_epoch(trial, objective, epoch, m),
+            checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number),
+            resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
+            compile=cfg.train.compile)
+        return history[-1][objective]
+
+    def restore_reports(self, trial: optuna.Trial, frozen, history: list[dict]) -> None:
+        """A resumed trial holds the intermediate values its predecessor reported (inherited by the
+        retry); report those the checkpoint has and the predecessor died before reporting."""
+        for metrics in history:
+            if metrics["epoch"] not in frozen.intermediate_values:
+                trial.report(metrics[self.cfg.task.objective], metrics["epoch"])
+        trial.set_user_attr("resumed_at_epoch", len(history))

@@ -1,0 +1,77 @@
+"""Study storage: an Optuna RDB storage (SQLite or PostgreSQL) with heartbeats, so a killed worker's
+trial is failed and retried by the next worker, and SQLite set up for several processes."""
+from __future__ import annotations
+
+import copy
+import sqlite3
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from sweeper.config import ConfigError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+OPTUNA_TABLES = {"studies", "trials", "version_info"}
+SQLITE_BUSY_TIMEOUT_S = 60  # a writer waits this long for another process's write instead of failing
+
+
+def sqlite_path(url: str) -> Path | None:
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return None
+    return Path(url[len("sqlite:///"):].split("?")[0])
+
+
+def check_sqlite_file(url: str, path: Path) -> None:
+    """Refuse, without touching it, a file that is not an Optuna study database."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        if f.read(len(SQLITE_MAGIC)) != SQLITE_MAGIC:
+            raise ConfigError(f"study.storage={url}: {path} is not an SQLite database; "
+                              "allowed: an Optuna study database or a new file")
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(f"study.storage={url}: cannot read {path} ({e})") from None
+    if tables and not OPTUNA_TABLES <= tables:
+        raise ConfigError(f"study.storage={url}: {path} is an SQLite database without Optuna's tables "
+                          f"(has {', '.join(sorted(tables)[:5])}); allowed: an Optuna study database or a new file")
+
+
+class RetryTrial(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry: a WAITING copy with the failed trial's parameters and intermediate values,
+    minus its user attributes, which describe the run that died."""
+
+    def __call__(self, study, trial) -> None:
+        trial = copy.deepcopy(trial)
+        trial.user_attrs = {}
+        super().__call__(study, trial)
+
+
+def open_storage(study_cfg):
+    """The RDB storage named by study.storage, or a ConfigError saying why it cannot be opened."""
+    url = study_cfg.storage
+    engine_kwargs = {}
+    path = sqlite_path(url)
+    if path is not None:
+        check_sqlite_file(url, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # WAL lets readers (the dashboard, other workers) work while one process writes.
+            with sqlite3.connect(path) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as e:
+            raise ConfigError(f"study.storage={url}: cannot open {path} ({e})") from None
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    retry = RetryTrial(max_retry=study_cfg.max_retries, inherit_intermediate_values=True)
+    try:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=study_cfg.heartbeat_interval,
+            grace_period=study_cfg.grace_period, heartbeat_stale_trial_callback=retry)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"study.storage={url}: cannot open it ({reason}); allowed: an Optuna "
+                          "storage URL such as sqlite:///outputs/sweeper.db or postgresql://user@host/db") from None

@@ -1,0 +1,127 @@
+"""One Optuna study per job: create or load it, then run trials until it holds study.n_trials
+finished (complete + pruned) ones. Knows trials and storage, nothing of tensors."""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+
+import optuna
+from hydra.utils import instantiate
+from optuna.trial import TrialState
+
+from sweeper import checkpoints
+from sweeper.report import summarize
+from sweeper.storage import open_storage
+
+log = logging.getLogger(__name__)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class SweepStopped(RuntimeError):
+    """Too many trials failed: something is wrong beyond one bad trial."""
+
+
+def load_study(storage, cfg) -> optuna.Study:
+    """Create the study or load it; sampler and pruner are rebuilt from the config either way."""
+    study = optuna.create_study(storage=storage, study_name=cfg.study.name, direction="maximize",
+                                load_if_exists=True, pruner=instantiate(cfg.pruner))
+    n = len(study.get_trials(deepcopy=False))
+    # Offset the seed by the trials already there, so a resumed sweep does not replay
+    # the random start-up proposals of the run it continues.
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + n, n_startup_trials=cfg.study.startup_trials)
+    ref, space = cfg.search.reference, cfg.search
+    if n == 0 and space.enqueue_reference and in_space(ref, space):
+        study.enqueue_trial({"lr": ref.lr, "epochs": ref.epochs, "batch_size": ref.batch_size},
+                            skip_if_exists=True)
+    return study
+
+
+def in_space(ref, space) -> bool:
+    return (space.lr.low <= ref.lr <= space.lr.high and space.epochs.low <= ref.epochs <= space.epochs.high
+            and ref.batch_size in space.batch_size)
+
+
+def count(trials, states) -> int:
+    return sum(t.state in states for t in trials)
+
+
+def run_study(cfg) -> float | None:
+    """Run what the study is missing and summarize it; returns the best value."""
+    storage = open_storage(cfg.study)
+    study = load_study(storage, cfg)
+    study_dir = Path(cfg.out_dir) / cfg.study.name
+    finished = count(study.get_trials(deepcopy=False), FINISHED)
+    if finished >= cfg.study.n_trials:
+        log.info("study %s is complete: %d finished trials (study.n_trials=%d); nothing to run",
+                 cfg.study.name, finished, cfg.study.n_trials)
+    else:
+        from sweeper.objective import Objective  # torch and transformers load only when there is work
+
+        run_trials(study, Objective(cfg, study_dir), cfg, study_dir / "checkpoints")
+    return summarize(study, cfg.study, study_dir)
+
+
+def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> None:
+    target, waited = cfg.study.n_trials, False
+
+    def keep_checkpoints(study, trial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        best = study.best_trial.number if count(trials, [TrialState.COMPLETE]) else None
+        checkpoints.prune(checkpoint_root, trials, best, cfg.study.keep_checkpoints.value)
+
+    while True:
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued for retry
+        trials = study.get_trials(deepcopy=False)
+        finished, running = count(trials, FINISHED), count(trials, [TrialState.RUNNING])
+        if finished >= target:
+            return
+        if finished + running >= target:
+            # Other workers hold the last trials: wait until they finish or their heartbeat goes stale.
+            if not waited:
+                log.info("waiting for %d trials running elsewhere", running)
+            waited = True
+            time.sleep(cfg.study.heartbeat_interval)
+            continue
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[keep_checkpoints])
+        except KeyboardInterrupt:
+            settle_interrupted(study, objective.trial)
+            raise
+        objective.trial = None
+        check_failures(study.get_trials(deepcopy=False), cfg.study)
+
+
+def settle_interrupted(study: optuna.Study, trial) -> None:
+    """Leave no RUNNING trial behind: fail the interrupted trial and queue a retry with the same
+    parameters, which resumes from its last checkpoint."""
+    if trial is None:
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        storage = study._storage
+        frozen = storage.get_trial(trial._trial_id)
+        if frozen.state == TrialState.RUNNING:
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            frozen = storage.get_trial(trial._trial_id)
+        if frozen.state == TrialState.FAIL:
+            storage.get_heartbeat_stale_trial_callback()(study, frozen)
+            log.warning("trial %d interrupted: marked failed and queued to rerun from its last checkpoint",
+                        frozen.number)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def check_failures(trials, study_cfg) -> None:
+    """Stop the sweep once failures (not counting interrupted trials that were retried) exceed
+    study.max_failed_fraction of study.n_trials."""
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    failed = [t for t in trials if t.state == TrialState.FAIL and t.number not in retried]
+    if len(failed) > study_cfg.max_failed_fraction * study_cfg.n_trials:
+        reason = failed[-1].user_attrs.get("fail_reason", "see the log")
+        raise SweepStopped(
+            f"study {study_cfg.name}: {len(failed)} trials failed, more than "
+            f"study.max_failed_fraction={study_cfg.max_failed_fraction} of study.n_trials={study_cfg.n_trials}; "
+            f"last failure: {reason}")
