@@ -12,6 +12,7 @@ def _terminate(signum, frame):
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a shell started us ignoring it
     from sweeper.cli import preflight, sweep
     from sweeper.config import ConfigError
 

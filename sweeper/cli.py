@@ -54,9 +54,29 @@ def preflight(argv: list[str]) -> None:
         for job in jobs:
             try:
                 cfg = compose("config", overrides=job)
-            except Exception as e:  # Hydra and OmegaConf say what is wrong; keep it to one line
-                raise ConfigError(" ".join(str(e).split())) from None
+            except Exception as e:
+                raise ConfigError(explain(e, job)) from None
             check(cfg)
+
+
+def explain(error: Exception, job: list[str]) -> str:
+    """Hydra's composition error and OmegaConf's reason for it, on one line, with the keys allowed
+    where the reason is an unknown key."""
+    from hydra import compose
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    cause = error.__cause__
+    message = str(error).splitlines()[0].rstrip(".")
+    if cause is not None:
+        message += ": " + str(cause).splitlines()[0]
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:
+        parent = cause.full_key.rpartition(".")[0]
+        base = compose("config", overrides=[j for j in job if j.split("=")[0].lstrip("+~") != cause.full_key])
+        node = OmegaConf.select(base, parent) if parent else base
+        if node is not None and OmegaConf.is_dict(node):
+            message += f"; allowed keys: {', '.join(node.keys())}"
+    return message
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -90,7 +90,8 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
             start = len(history)
             log.info("resuming from %s after epoch %d", resume, start - 1)
         for epoch in range(start, hp.epochs):
-            sampler.set_epoch(epoch)
+            train_dl.set_epoch(epoch)  # Accelerate re-sets the sampler's epoch from its own counter,
+            sampler.set_epoch(epoch)   # which restarts at 0 on resume; ours may sit under a shard
             stats = train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress)
             metrics = {**evaluate(accelerator, model, eval_dl, metric_names), **stats, "epoch": epoch}
             history.append(metrics)

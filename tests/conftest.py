@@ -1,0 +1,59 @@
+"""Shared fixtures: the real configs shrunk for CPU, the local GLUE copy, real SQLite files in tmp_path."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GLUE_DIR = Path(os.environ.get("GLUE_DIR", ROOT.parent / "shared" / "data" / "glue")).resolve()
+# Everything is local: never wait ~25 s on Hub retries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+# A tiny but complete sweep: the CLI's own configs, with the model, data and trial count shrunk.
+TINY = ["model=tiny", "task.max_train_samples=64", "task.max_eval_samples=32", "train.progress=false"]
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> str:
+    if not (GLUE_DIR / "mrpc").is_dir():
+        pytest.fail(f"GLUE copy not found at {GLUE_DIR}; set GLUE_DIR")
+    return str(GLUE_DIR)
+
+
+@pytest.fixture
+def compose_cfg(glue_dir, tmp_path):
+    """Compose the real config with overrides, writing to tmp_path (storage, outputs)."""
+    from hydra import compose, initialize_config_dir
+
+    from sweeper.config import CONF_DIR, register
+
+    register()
+
+    def _compose(*overrides: str):
+        base = [f"data_dir={glue_dir}", f"out_dir={tmp_path}", f"study.storage=sqlite:///{tmp_path}/s.db"]
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=[*base, *overrides])
+
+    return _compose
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 600, **popen) -> subprocess.CompletedProcess:
+    """Run `python -m sweeper` as a real subprocess from the repository root."""
+    return subprocess.run([sys.executable, "-m", "sweeper", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, **popen)
+
+
+def cli_popen(*args: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+
+
+def load(storage: str, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=storage)

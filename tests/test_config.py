@@ -1,0 +1,66 @@
+"""Every config composes; schemas reject typos and wrong types; semantic checks name the bad value."""
+import itertools
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from sweeper.config import ConfigError, choices, validate
+
+
+@pytest.mark.parametrize("task,model,optimizer", list(itertools.product(
+    choices("task"), choices("model"), choices("optimizer"))))
+def test_every_task_model_optimizer_composes(compose_cfg, task, model, optimizer):
+    cfg = compose_cfg(f"task={task}", f"model={model}", f"optimizer={optimizer}")
+    validate(cfg)
+    assert cfg.task.name == task and cfg.model.name == model and cfg.optimizer.name == optimizer
+    assert cfg.study.name == f"{task}-{model}"
+    assert cfg.task.objective in cfg.task.metrics
+
+
+@pytest.mark.parametrize("pruner", choices("pruner"))
+def test_every_pruner_instantiates(compose_cfg, pruner):
+    import optuna
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(f"pruner={pruner}")
+    validate(cfg)
+    assert isinstance(instantiate(cfg.pruner), optuna.pruners.BasePruner)
+
+
+def test_groups_hold_what_the_product_promises():
+    assert {"mrpc", "sst2"} <= set(choices("task"))
+    assert {"minilm", "bert-base-uncased", "tiny"} <= set(choices("model"))
+    assert {"median", "hyperband", "successive_halving", "none"} <= set(choices("pruner"))
+
+
+@pytest.mark.parametrize("override", [
+    "task.max_train_sample=5",      # typo of max_train_samples
+    "study.n_trial=3",              # typo of n_trials
+    "study.n_trials=three",         # wrong type
+    "train.precision=fp8",          # not a Precision
+    "study.keep_checkpoints=some",  # not a KeepCheckpoints
+    "search.epochs.low=1.5",        # int field
+])
+def test_schema_rejects_typos_and_wrong_types(compose_cfg, override):
+    with pytest.raises(ConfigCompositionException):
+        compose_cfg(override)
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (["search.lr.low=1e-3"], "search.lr: low=0.001 high=0.0001"),
+    (["search.epochs.low=4"], "search.epochs: low=4 high=3"),
+    (["search.batch_size=[]"], "search.batch_size=[]"),
+    (["study.n_trials=0"], "study.n_trials=0"),
+    (["task.objective=auc"], "task.objective=auc"),
+    (["task.max_train_samples=0"], "task.max_train_samples=0"),
+])
+def test_validate_names_the_bad_value(compose_cfg, overrides, needle):
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        validate(compose_cfg(*overrides))
+
+
+def test_search_dimensions_can_be_fixed(compose_cfg):
+    cfg = compose_cfg("search.lr.low=5e-5", "search.lr.high=5e-5", "search.batch_size=[16]",
+                      "search.epochs.low=2", "search.epochs.high=2")
+    validate(cfg)
+    assert cfg.search.batch_size == [16] and cfg.search.lr.low == cfg.search.lr.high

@@ -1,0 +1,104 @@
+"""The Accelerate loop on a tiny random BERT: it learns, it reports, it starts fresh, it resumes."""
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from sweeper import checkpoints, data
+from sweeper.batching import get_dataloaders
+from sweeper.loop import Hparams, NonFiniteLoss, resolve_precision, train
+from sweeper.metrics import compute_metrics
+from sweeper.model import fresh_model, load_template
+
+
+@pytest.fixture(scope="module")
+def sst2(glue_dir):
+    from hydra import compose, initialize_config_dir
+
+    from sweeper.config import CONF_DIR, register
+
+    register()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["task=sst2", "model=tiny", "task.max_train_samples=64",
+                                           "task.max_eval_samples=64"])
+    task = data.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
+    return cfg, task, load_template(cfg.model, 2, seed=0)
+
+
+def run(cfg, task, model, hp, **kw):
+    train_dl, eval_dl = get_dataloaders(task, hp.batch_size, 32, seed=0, group_by_length=True,
+                                        pad_to_multiple_of=8)
+    return train(model, train_dl, eval_dl, hp,
+                 optimizer_fn=functools.partial(torch.optim.AdamW, weight_decay=0.01),
+                 scheduler_fn=__import__("transformers").get_linear_schedule_with_warmup,
+                 warmup_ratio=0.0, precision=kw.pop("precision", resolve_precision("auto")),
+                 metric_names=["accuracy", "f1"], seed=0, progress=False, **kw)
+
+
+def test_training_loss_falls_on_a_learnable_slice(sst2):
+    cfg, task, template = sst2
+    seen = []
+    history = run(cfg, task, fresh_model(template), Hparams(lr=5e-3, epochs=8, batch_size=8),
+                  on_epoch_end=lambda epoch, m: seen.append((epoch, m["accuracy"])))
+    losses = [h["loss"] for h in history]
+    assert losses[-1] < 0.5 * losses[0], losses  # 64 sentences: memorised
+    assert [e for e, _ in seen] == list(range(8))
+    for h in history:
+        assert 0 <= h["accuracy"] <= 1 and 0 <= h["f1"] <= 1 and h["samples_per_s"] > 0
+        assert 0 <= h["padded_fraction"] < 0.5
+
+
+def test_metrics_on_hand_made_cases():
+    assert compute_metrics([1, 0, 1, 1], [1, 0, 0, 1], ["accuracy", "f1"]) == {"accuracy": 0.75, "f1": 0.8}
+    assert compute_metrics([0, 0], [0, 0], ["f1"]) == {"f1": 0.0}  # no positives: 0, not a warning
+    assert compute_metrics([1, 1, 0], [0, 0, 1], ["accuracy"]) == {"accuracy": 0.0}
+    # F1 is of the positive class: swapping labels changes it.
+    assert compute_metrics([1, 0, 0, 0], [1, 1, 0, 0], ["f1"])["f1"] == pytest.approx(2 / 3)
+
+
+def test_every_trial_starts_from_the_pretrained_weights(sst2):
+    cfg, task, template = sst2
+    pristine = {k: v.clone() for k, v in template.state_dict().items()}
+    first = fresh_model(template)
+    run(cfg, task, first, Hparams(lr=2e-3, epochs=1, batch_size=8), on_epoch_end=lambda e, m: None)
+    trained = first.state_dict()
+    assert any(not torch.equal(trained[k], pristine[k]) for k in pristine)  # training changed the copy
+    second = fresh_model(template)
+    for k, v in second.state_dict().items():
+        assert torch.equal(v, pristine[k]), k  # ... but neither the template nor the next trial
+        assert v.data_ptr() != trained[k].data_ptr()
+
+
+def test_a_non_finite_loss_ends_the_trial(sst2):
+    cfg, task, template = sst2
+    with pytest.raises(NonFiniteLoss, match="training loss is (nan|inf)"):
+        # A learning rate of 1e20 blows the weights up to inf within a few steps.
+        run(cfg, task, fresh_model(template), Hparams(lr=1e20, epochs=2, batch_size=8),
+            on_epoch_end=lambda e, m: None, log_every=2)
+
+
+def test_resuming_from_a_checkpoint_continues_the_same_training(sst2, tmp_path):
+    cfg, task, template = sst2
+    hp = Hparams(lr=1e-3, epochs=3, batch_size=8)
+    straight = run(cfg, task, fresh_model(template), hp, on_epoch_end=lambda e, m: None)
+
+    class Killed(Exception):
+        pass
+
+    def die_after_epoch_1(epoch, metrics):
+        if epoch == 1:
+            raise Killed
+
+    ckpt = tmp_path / "trial-0"
+    with pytest.raises(Killed):
+        run(cfg, task, fresh_model(template), hp, on_epoch_end=die_after_epoch_1, checkpoint=ckpt)
+    resume = checkpoints.latest(ckpt)
+    assert resume.name == "epoch-2" and checkpoints.read_progress(resume)["epoch"] == 2
+    resumed_epochs = []
+    resumed = run(cfg, task, fresh_model(template), hp, resume=resume,
+                  on_epoch_end=lambda e, m: resumed_epochs.append(e))
+    assert resumed_epochs == [2]
+    assert [h["epoch"] for h in resumed] == [0, 1, 2]
+    assert resumed[-1]["loss"] == pytest.approx(straight[-1]["loss"], rel=1e-4)
+    assert resumed[-1]["accuracy"] == straight[-1]["accuracy"]
