@@ -1,0 +1,131 @@
+"""Studies in real SQLite files, run in-process with the tiny model: pruning, resuming, caches, checkpoints."""
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import TINY, load
+from sweeper import data, model
+from sweeper.objective import report_epoch
+from sweeper.study import FINISHED, SweepStopped, check_failures, run_study
+
+
+def finished(study):
+    return [t for t in study.trials if t.state in FINISHED]
+
+
+def test_a_trial_reported_poor_is_pruned(tmp_path):
+    storage = f"sqlite:///{tmp_path}/p.db"
+    study = optuna.create_study(storage=storage, study_name="p", direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+
+    def objective(value):
+        def run(trial):
+            for epoch in range(2):
+                report_epoch(trial, "f1", epoch, {"f1": value, "loss": 1 - value})
+            return value
+        return run
+
+    study.optimize(objective(0.9), n_trials=1)
+    study.optimize(objective(0.1), n_trials=1)
+    trials = load(storage, "p").trials  # read back from the file
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert trials[1].intermediate_values == {0: 0.1}
+    assert trials[1].user_attrs == {"f1": 0.1, "loss": pytest.approx(0.9)}
+
+
+def test_resume_runs_only_the_missing_trials(compose_cfg, caplog):
+    first = compose_cfg(*TINY, "study.n_trials=2")
+    run_study(first)
+    study = load(first.study.storage, first.study.name)
+    assert len(finished(study)) == 2
+    assert study.trials[0].params == {"lr": 5e-5, "epochs": 3, "batch_size": 8}  # the reference, enqueued
+
+    run_study(compose_cfg(*TINY, "study.n_trials=3"))
+    study = load(first.study.storage, first.study.name)
+    done = finished(study)
+    assert len(done) == 3 and len(study.trials) == 3
+    assert sorted(t.number for t in done) == [0, 1, 2]
+    assert len({tuple(sorted(t.params.items())) for t in done}) == 3  # no proposal replayed
+    for t in done:
+        assert 0 <= t.value <= 1
+        assert {"accuracy", "f1", "loss", "train_seconds", "samples_per_s"} <= set(t.user_attrs)
+
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        run_study(compose_cfg(*TINY, "study.n_trials=3"))
+    assert "is complete: 3 finished trials" in caplog.text
+    assert len(load(first.study.storage, first.study.name).trials) == 3
+
+
+def test_reference_enqueued_only_when_in_the_space(compose_cfg):
+    cfg = compose_cfg(*TINY, "study.n_trials=1", "search.batch_size=[16]", "search.epochs.high=1")
+    run_study(cfg)
+    trial = load(cfg.study.storage, cfg.study.name).trials[0]
+    assert trial.params["batch_size"] == 16 and trial.params["epochs"] == 1
+
+
+def test_tokenize_and_read_weights_once_per_study(compose_cfg, monkeypatch):
+    calls = {"tokenize": 0, "load_template": 0, "fresh_model": 0}
+
+    def counting(module, name):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, name, wrapper)
+
+    counting(data, "tokenize")
+    counting(model, "load_template")
+    counting(model, "fresh_model")
+    import sweeper.objective as objective  # it imported the names: count there too
+    monkeypatch.setattr(objective, "load_template", model.load_template)
+    monkeypatch.setattr(objective, "fresh_model", model.fresh_model)
+    run_study(compose_cfg(*TINY, "study.n_trials=3", "search.epochs.high=1"))
+    assert calls == {"tokenize": 2, "load_template": 1, "fresh_model": 3}  # 2 = train + eval split
+
+
+@pytest.mark.parametrize("keep", ["best", "none", "all"])
+def test_checkpoints_kept_by_policy(compose_cfg, keep):
+    cfg = compose_cfg(*TINY, "study.n_trials=3", "search.epochs.high=1", f"study.keep_checkpoints={keep}",
+                      "pruner=none")
+    run_study(cfg)
+    study = load(cfg.study.storage, cfg.study.name)
+    root = Path(cfg.out_dir) / cfg.study.name / "checkpoints"
+    kept = {int(p.name.split("-")[1]) for p in root.glob("trial-*")}
+    want = {"best": {study.best_trial.number}, "none": set(), "all": {t.number for t in finished(study)}}
+    assert kept == want[keep]
+    for n in kept:  # one epoch directory per kept trial
+        assert len(list((root / f"trial-{n}").glob("epoch-*"))) == 1
+
+
+def test_summary_writes_every_trial_as_csv(compose_cfg, caplog):
+    import pandas as pd
+
+    cfg = compose_cfg(*TINY, "study.n_trials=2", "search.epochs.high=1")
+    with caplog.at_level("INFO"):
+        best = run_study(cfg)
+    study = load(cfg.study.storage, cfg.study.name)
+    assert best == study.best_value
+    frame = pd.read_csv(f"{cfg.out_dir}/{cfg.study.name}/trials.csv")
+    assert list(frame["number"]) == [0, 1]
+    assert {"params_lr", "params_epochs", "params_batch_size", "state", "value", "user_attrs_f1",
+            "duration"} <= set(frame.columns)
+    assert f"optuna-dashboard {cfg.study.storage}" in caplog.text
+    assert "2 complete, 0 pruned, 0 failed" in caplog.text
+
+
+def test_failure_limit_counts_failures_not_retried_interruptions(compose_cfg):
+    cfg = compose_cfg("study.n_trials=4", "study.max_failed_fraction=0.25")
+    study = optuna.create_study(storage=cfg.study.storage, study_name="f")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    fail = dict(state=TrialState.FAIL, params={"x": 0.5}, distributions=dist)
+    study.add_trial(optuna.create_trial(**fail))  # interrupted, then retried:
+    study.add_trial(optuna.create_trial(**fail, system_attrs={"retry_history": [0]}))  # not counted
+    check_failures(study.trials, cfg.study)  # 1 failure: within 0.25 * 4
+    study.add_trial(optuna.create_trial(**fail, user_attrs={"fail_reason": "NonFiniteLoss: nan"}))
+    with pytest.raises(SweepStopped, match=r"2 trials failed, more than study.max_failed_fraction=0.25"
+                                           r" of study.n_trials=4; last failure: NonFiniteLoss: nan"):
+        check_failures(study.trials, cfg.study)
