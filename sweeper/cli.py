@@ -1,6 +1,7 @@
 """The command line: Hydra composes a config per job; every job is checked before any job trains."""
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -21,6 +22,10 @@ def check(cfg) -> None:
     """Everything knowable before training: config values, data files, the storage."""
     from sweeper.storage import open_storage
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']}: one trial over several processes "
+                          "(accelerate launch) is not supported yet; allowed: one worker per GPU, e.g. "
+                          "CUDA_VISIBLE_DEVICES=0 python -m sweeper ..., all on one study.storage")
     validate(cfg)
     if cfg.data_dir:
         check_local_copy(cfg.data_dir, cfg.task)
@@ -84,7 +89,7 @@ def sweep(cfg: DictConfig) -> float | None:
     from sweeper.study import SweepStopped, run_study
 
     try:
-        validate(cfg)
+        check(cfg)
         return run_study(cfg)
     except (ConfigError, SweepStopped) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -43,6 +43,7 @@ class AdamWConfig:
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
+    fused: Optional[bool] = None
 
 
 @dataclass
@@ -97,7 +98,7 @@ class KeepCheckpoints(str, Enum):
 class StudyConfig:
     name: str = "${task.name}-${model.name}"
     storage: str = "sqlite:///${out_dir}/sweeper.db"
-    n_trials: int = 6
+    n_trials: int = 5
     startup_trials: int = 3
     heartbeat_interval: int = 10
     grace_period: int = 30
@@ -119,6 +120,7 @@ class TrainConfig:
     group_by_length: bool = True
     eval_batch_size: int = 64
     log_every: int = 50
+    cpu_fastpath: bool = True
     compile: bool = False
     progress: bool = True
 

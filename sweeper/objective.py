@@ -78,7 +78,7 @@ class Objective:
             on_epoch_end=lambda epoch, m: report_epoch(trial, objective, epoch, m),
             checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number),
             resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
-            compile=cfg.train.compile)
+            cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile)
         return history[-1][objective]
 
     def restore_reports(self, trial: optuna.Trial, frozen, history: list[dict]) -> None:

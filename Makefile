@@ -1,0 +1,37 @@
+# make sweep   set up, then run the main job: MRPC and SST-2 studies on MiniLM, local GLUE
+# make test    set up, then run every test (fast, then slow)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch==2.13.0 takes the CPU build on this machine's disk; an unpinned torch pulls a multi-GB
+# CUDA build. On a GPU machine: make setup TORCH=torch (or install your torch first).
+TORCH ?= torch==2.13.0
+GLUE_DIR ?= $(abspath ../shared/data/glue)
+export GLUE_DIR
+export HF_HUB_OFFLINE = 1
+export HF_DATASETS_OFFLINE = 1
+
+.PHONY: setup sweep test test-fast bench clean
+
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev,postgres]"
+	touch $@
+
+sweep: setup
+	$(PY) -m sweeper -m task=mrpc,sst2
+
+test: setup
+	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m slow
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+bench: setup
+	$(PY) bench/throughput.py
+
+clean:
+	rm -rf outputs/hydra outputs/*.db* outputs/*-*/

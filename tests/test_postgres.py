@@ -1,0 +1,29 @@
+"""The same CLI against a real PostgreSQL server: two workers, one study, heartbeats on.
+.ci/run starts the server (.ci/postgres) and sets SWEEPER_TEST_POSTGRES to its URL."""
+import os
+import uuid
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import TINY, cli_popen
+
+URL = os.environ.get("SWEEPER_TEST_POSTGRES")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not URL, reason="set SWEEPER_TEST_POSTGRES (bash .ci/postgres prints one)")]
+
+
+def test_two_workers_on_postgresql(tmp_path, glue_dir):
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    command = [*TINY, "task.max_train_samples=200", "search.epochs.high=1", "study.n_trials=4",
+               f"study.name={name}", f"study.storage={URL}", f"out_dir={tmp_path}", f"data_dir={glue_dir}"]
+    workers = [cli_popen(*command) for _ in range(2)]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs[0][-1500:] + outputs[1][-1500:]
+    study = optuna.load_study(study_name=name, storage=URL)
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states
+    assert 4 <= sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) <= 5
+    assert len({t.number for t in study.trials}) == len(study.trials)
+    optuna.delete_study(study_name=name, storage=URL)
