@@ -31,6 +31,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from transformers import DataCollatorWithPadding, get_scheduler  # noqa: E402
 
+from sweeper import checkpoints  # noqa: E402
 from sweeper.config import CONF_DIR, register  # noqa: E402
 from sweeper.metrics import compute_metrics  # noqa: E402
 from sweeper.model import fresh_model  # noqa: E402
@@ -98,15 +99,15 @@ def sweeper_trial(objective: Objective, study: optuna.Study, batch_size: int, ep
     study.optimize(objective, n_trials=1)
     trial = study.trials[-1]
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
-    a = trial.user_attrs
-    # Per-epoch training and evaluation seconds: the trial's last epoch holds the last epoch's figures,
-    # so take every epoch's from the checkpoint history the trial wrote.
-    history = json.loads(next(Path(objective.checkpoint_root).glob(f"trial-{trial.number}/epoch-*/progress.json"))
-                         .read_text())["history"]
-    steps = sum(h["train_seconds"] + h["eval_seconds"] for h in history)
+    # User attributes hold the last epoch's figures; the checkpoint's history holds every epoch's.
+    checkpoint = checkpoints.latest(checkpoints.trial_dir(objective.checkpoint_root, trial.number))
+    history = checkpoints.read_progress(checkpoint)["history"]
     train_seconds = sum(h["train_seconds"] for h in history)
-    return {"accuracy": a["accuracy"], "f1": a["f1"], "samples_per_s": epochs * len(objective.data.train) / train_seconds,
-            "train_seconds": train_seconds, "padded_fraction": a["padded_fraction"], "precision": objective.precision,
+    steps = train_seconds + sum(h["eval_seconds"] for h in history)
+    last = trial.user_attrs
+    return {"accuracy": last["accuracy"], "f1": last["f1"], "train_seconds": train_seconds,
+            "samples_per_s": epochs * len(objective.data.train) / train_seconds,
+            "padded_fraction": last["padded_fraction"], "precision": objective.precision,
             "trial_seconds": seconds, "overhead_share": (seconds - steps) / seconds}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
 
@@ -57,7 +56,3 @@ def get_dataloaders(data, batch_size: int, eval_batch_size: int, seed: int,
                             sampler=order.tolist())
     return train, evaluation
 
-
-def padded_fraction(batch) -> torch.Tensor:
-    mask = batch["attention_mask"]
-    return 1 - mask.sum() / mask.numel()

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
 import hydra
-import optuna
 from omegaconf import DictConfig
 
 from sweeper.config import CONF_DIR, ConfigError, choices, register, validate
@@ -14,8 +12,6 @@ from sweeper.data import check_local_copy
 
 GROUPS = ("task", "model", "optimizer", "search", "pruner")
 register()
-# Heartbeats and retries are "experimental" in Optuna since 2.8; this project relies on them knowingly.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def check(cfg) -> None:
@@ -27,6 +23,11 @@ def check(cfg) -> None:
                           "(accelerate launch) is not supported yet; allowed: one worker per GPU, e.g. "
                           "CUDA_VISIBLE_DEVICES=0 python -m sweeper ..., all on one study.storage")
     validate(cfg)
+    if cfg.train.precision.value == "fp16":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("train.precision=fp16 needs a CUDA GPU; allowed here: auto, bf16, no")
     if cfg.data_dir:
         check_local_copy(cfg.data_dir, cfg.task)
     open_storage(cfg.study)

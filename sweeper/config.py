@@ -1,4 +1,5 @@
-"""Config schemas (typos and wrong types fail at compose time) and the checks Hydra cannot make."""
+"""Config schemas (typos and wrong types fail at compose time) and the checks Hydra cannot make.
+Values live in conf/*.yaml; these dataclasses only type them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,26 +39,26 @@ class ModelConfig:
 
 @dataclass
 class AdamWConfig:
-    _target_: str = "torch.optim.AdamW"
-    _partial_: bool = True
-    weight_decay: float = 0.01
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+    weight_decay: float = MISSING
+    betas: list[float] = MISSING
+    eps: float = MISSING
     fused: Optional[bool] = None
 
 
 @dataclass
 class ScheduleConfig:
-    _target_: str = "transformers.get_linear_schedule_with_warmup"
-    _partial_: bool = True
+    _target_: str = MISSING
+    _partial_: bool = MISSING
 
 
 @dataclass
 class OptimizerConfig:
     name: str = MISSING
-    optimizer: AdamWConfig = field(default_factory=AdamWConfig)
-    scheduler: ScheduleConfig = field(default_factory=ScheduleConfig)
-    warmup_ratio: float = 0.0
+    optimizer: AdamWConfig = MISSING
+    scheduler: ScheduleConfig = MISSING
+    warmup_ratio: float = MISSING
 
 
 @dataclass
@@ -74,18 +75,18 @@ class IntRange:
 
 @dataclass
 class Reference:
-    lr: float = 5e-5
-    epochs: int = 3
-    batch_size: int = 8
+    lr: float = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
 
 
 @dataclass
 class SearchConfig:
-    lr: FloatRange = field(default_factory=FloatRange)  # log-uniform
-    epochs: IntRange = field(default_factory=IntRange)
+    lr: FloatRange = MISSING  # log-uniform
+    epochs: IntRange = MISSING
     batch_size: list[int] = MISSING  # categorical
-    enqueue_reference: bool = True
-    reference: Reference = field(default_factory=Reference)
+    enqueue_reference: bool = MISSING
+    reference: Reference = MISSING
 
 
 class KeepCheckpoints(str, Enum):
@@ -96,15 +97,15 @@ class KeepCheckpoints(str, Enum):
 
 @dataclass
 class StudyConfig:
-    name: str = "${task.name}-${model.name}"
-    storage: str = "sqlite:///${out_dir}/sweeper.db"
-    n_trials: int = 5
-    startup_trials: int = 3
-    heartbeat_interval: int = 10
-    grace_period: int = 30
-    max_retries: int = 3
-    max_failed_fraction: float = 0.5
-    keep_checkpoints: KeepCheckpoints = KeepCheckpoints.best
+    name: str = MISSING
+    storage: str = MISSING
+    n_trials: int = MISSING
+    startup_trials: int = MISSING
+    heartbeat_interval: int = MISSING
+    grace_period: int = MISSING
+    max_retries: int = MISSING
+    max_failed_fraction: float = MISSING
+    keep_checkpoints: KeepCheckpoints = MISSING
 
 
 class Precision(str, Enum):
@@ -116,13 +117,13 @@ class Precision(str, Enum):
 
 @dataclass
 class TrainConfig:
-    precision: Precision = Precision.auto
-    group_by_length: bool = True
-    eval_batch_size: int = 64
-    log_every: int = 50
-    cpu_fastpath: bool = True
-    compile: bool = False
-    progress: bool = True
+    precision: Precision = MISSING
+    group_by_length: bool = MISSING
+    eval_batch_size: int = MISSING
+    log_every: int = MISSING
+    cpu_fastpath: bool = MISSING
+    compile: bool = MISSING
+    progress: bool = MISSING
 
 
 @dataclass
@@ -132,11 +133,11 @@ class Config:
     optimizer: OptimizerConfig = MISSING
     search: SearchConfig = MISSING
     pruner: Any = MISSING
-    study: StudyConfig = field(default_factory=StudyConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    study: StudyConfig = MISSING
+    train: TrainConfig = MISSING
     data_dir: Optional[str] = None
-    out_dir: str = "outputs"
-    seed: int = 42
+    out_dir: str = MISSING
+    seed: int = MISSING
 
 
 def register() -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sweeper.config import ConfigError
+
+if TYPE_CHECKING:  # imported lazily: the CLI checks its input before loading these
+    import datasets
+    import transformers
 
 log = logging.getLogger(__name__)
 GLUE_HUB = "nyu-mll/glue"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import sqlite3
+import warnings
 from pathlib import Path
 
 import optuna
@@ -15,6 +16,8 @@ from sweeper.config import ConfigError
 SQLITE_MAGIC = b"SQLite format 3\x00"
 OPTUNA_TABLES = {"studies", "trials", "version_info"}
 SQLITE_BUSY_TIMEOUT_S = 60  # a writer waits this long for another process's write instead of failing
+# Heartbeats and retries are "experimental" in Optuna since 2.8; this project relies on them knowingly.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -25,19 +25,23 @@ def glue_dir() -> str:
     return str(GLUE_DIR)
 
 
-@pytest.fixture
-def compose_cfg(glue_dir, tmp_path):
-    """Compose the real config with overrides, writing to tmp_path (storage, outputs)."""
+def compose_config(*overrides: str):
+    """The CLI's own config, composed with overrides."""
     from hydra import compose, initialize_config_dir
 
     from sweeper.config import CONF_DIR, register
 
     register()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
 
+
+@pytest.fixture
+def compose_cfg(glue_dir, tmp_path):
+    """Compose the real config with overrides, writing to tmp_path (storage, outputs)."""
     def _compose(*overrides: str):
-        base = [f"data_dir={glue_dir}", f"out_dir={tmp_path}", f"study.storage=sqlite:///{tmp_path}/s.db"]
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=[*base, *overrides])
+        return compose_config(f"data_dir={glue_dir}", f"out_dir={tmp_path}",
+                              f"study.storage=sqlite:///{tmp_path}/s.db", *overrides)
 
     return _compose
 

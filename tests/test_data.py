@@ -1,8 +1,8 @@
 """Data: real GLUE files -> tokenized splits -> batches."""
 import numpy as np
 import pytest
-import torch
 
+from conftest import compose_config
 from sweeper import data
 from sweeper.batching import ShuffledBatches, get_dataloaders
 from sweeper.config import ConfigError
@@ -10,14 +10,7 @@ from sweeper.config import ConfigError
 
 @pytest.fixture(scope="module")
 def mrpc(glue_dir):
-    from hydra import compose, initialize_config_dir
-
-    from sweeper.config import CONF_DIR, register
-
-    register()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["task=mrpc", "model=tiny", "task.max_train_samples=200",
-                                           "task.max_eval_samples=50"])
+    cfg = compose_config("task=mrpc", "model=tiny", "task.max_train_samples=200", "task.max_eval_samples=50")
     return cfg, data.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
 
 

@@ -1,10 +1,9 @@
 """The Accelerate loop on a tiny random BERT: it learns, it reports, it starts fresh, it resumes."""
-import functools
-
-import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 
+from conftest import compose_config
 from sweeper import checkpoints, data
 from sweeper.batching import get_dataloaders
 from sweeper.loop import Hparams, NonFiniteLoss, resolve_precision, train
@@ -14,25 +13,18 @@ from sweeper.model import fresh_model, load_template
 
 @pytest.fixture(scope="module")
 def sst2(glue_dir):
-    from hydra import compose, initialize_config_dir
-
-    from sweeper.config import CONF_DIR, register
-
-    register()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["task=sst2", "model=tiny", "task.max_train_samples=64",
-                                           "task.max_eval_samples=64"])
+    cfg = compose_config("task=sst2", "model=tiny", "task.max_train_samples=64", "task.max_eval_samples=64")
     task = data.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
     return cfg, task, load_template(cfg.model, 2, seed=0)
 
 
 def run(cfg, task, model, hp, **kw):
+    """The loop as a trial calls it, with the configured optimizer and schedule."""
     train_dl, eval_dl = get_dataloaders(task, hp.batch_size, 32, seed=0, group_by_length=True,
                                         pad_to_multiple_of=8)
-    return train(model, train_dl, eval_dl, hp,
-                 optimizer_fn=functools.partial(torch.optim.AdamW, weight_decay=0.01),
-                 scheduler_fn=__import__("transformers").get_linear_schedule_with_warmup,
-                 warmup_ratio=0.0, precision=kw.pop("precision", resolve_precision("auto")),
+    return train(model, train_dl, eval_dl, hp, optimizer_fn=instantiate(cfg.optimizer.optimizer),
+                 scheduler_fn=instantiate(cfg.optimizer.scheduler), warmup_ratio=0.0,
+                 precision=kw.pop("precision", resolve_precision("auto")),
                  metric_names=["accuracy", "f1"], seed=0, progress=False, **kw)
 
 
