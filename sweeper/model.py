@@ -12,6 +12,7 @@ def load_template(model_cfg, num_labels: int, seed: int) -> torch.nn.Module:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     transformers.logging.set_verbosity_error()  # the "newly initialized classifier" report is expected
+    transformers.logging.disable_progress_bar()
     overrides = dict(model_cfg.overrides)
     torch.manual_seed(seed)  # the classifier head's initialisation, the same for every trial
     if model_cfg.random_init:
