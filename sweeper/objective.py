@@ -1,10 +1,13 @@
 """One Optuna trial: suggest -> dataloaders -> fresh model -> Accelerate loop -> report each epoch."""
 from __future__ import annotations
 
+import gc
 import logging
+import traceback
 from pathlib import Path
 
 import optuna
+import torch
 from hydra.utils import instantiate
 
 from sweeper import checkpoints
@@ -54,7 +57,19 @@ class Objective:
             raise
         except Exception as e:
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
+            # The traceback outlives the trial (Optuna logs it; log handlers may keep it): clear its
+            # frames' locals so the model, optimizer and activations are freed now (a GPU OOM).
+            traceback.clear_frames(e.__traceback__)
             raise
+
+    def release(self) -> None:
+        """After a trial, free what it held. Its model sits in reference cycles (Accelerate's
+        prepare() binds a wrapped forward onto the model) that only the garbage collector breaks:
+        collect now, not some trials later, then hand the cached device memory back."""
+        self.trial = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def run(self, trial: optuna.Trial) -> float:
         cfg = self.cfg

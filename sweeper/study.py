@@ -89,7 +89,7 @@ def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> No
         except KeyboardInterrupt:
             settle_interrupted(study, objective.trial)
             raise
-        objective.trial = None
+        objective.release()
         check_failures(study.get_trials(deepcopy=False), cfg.study)
 
 

@@ -129,3 +129,28 @@ def test_failure_limit_counts_failures_not_retried_interruptions(compose_cfg):
     with pytest.raises(SweepStopped, match=r"2 trials failed, more than study.max_failed_fraction=0.25"
                                            r" of study.n_trials=4; last failure: NonFiniteLoss: nan"):
         check_failures(study.trials, cfg.study)
+
+
+def test_a_failed_trial_frees_its_model_and_the_sweep_goes_on(compose_cfg):
+    import gc
+
+    from transformers import BertForSequenceClassification
+
+    from sweeper.objective import Objective
+    from sweeper.storage import open_storage
+    from sweeper.study import load_study, run_trials
+
+    cfg = compose_cfg(*TINY, "study.n_trials=2", "search.epochs.high=1")
+    study = load_study(open_storage(cfg.study), cfg)
+    study.enqueue_trial({"lr": 1e20, "epochs": 1, "batch_size": 8})  # the loss turns NaN at once
+    objective = Objective(cfg, Path(cfg.out_dir) / cfg.study.name)
+    gc.collect()
+    gc.disable()  # freed after each trial, not whenever the collector happens to run
+    try:
+        run_trials(study, objective, cfg, Path(cfg.out_dir) / "checkpoints")
+        alive = [o for o in gc.get_objects() if isinstance(o, BertForSequenceClassification)]
+    finally:
+        gc.enable()
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[0].user_attrs["fail_reason"].startswith("NonFiniteLoss")
+    assert alive == [objective.template]  # no trial's model outlives its trial
