@@ -1,5 +1,5 @@
 # make sweep   set up, then run the main job: MRPC and SST-2 studies on MiniLM, local GLUE
-# make test    set up, then run every test (fast, then slow)
+# make test    set up, lint, then run every test (fast, then slow)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch==2.13.0 takes the CPU build on this machine's disk; an unpinned torch pulls a multi-GB
@@ -10,7 +10,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 
-.PHONY: setup sweep test test-fast bench clean
+.PHONY: setup sweep test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -23,12 +23,15 @@ $(VENV)/.installed: pyproject.toml
 sweep: setup
 	$(PY) -m sweeper -m task=mrpc,sst2
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -m "not slow"
 	$(PY) -m pytest -m slow
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check sweeper tests bench
 
 bench: setup
 	$(PY) bench/throughput.py

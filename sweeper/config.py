@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -24,9 +24,9 @@ class TaskConfig:
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "f1"])
     train_split: str = "train"
     eval_split: str = "validation"
-    max_train_samples: Optional[int] = None  # null = all
-    max_eval_samples: Optional[int] = None
-    max_length: Optional[int] = None  # truncation; null = the tokenizer's limit
+    max_train_samples: int | None = None  # null = all
+    max_eval_samples: int | None = None
+    max_length: int | None = None  # truncation; null = the tokenizer's limit
 
 
 @dataclass
@@ -44,7 +44,7 @@ class AdamWConfig:
     weight_decay: float = MISSING
     betas: list[float] = MISSING
     eps: float = MISSING
-    fused: Optional[bool] = None
+    fused: bool | None = None
 
 
 @dataclass
@@ -135,7 +135,7 @@ class Config:
     pruner: Any = MISSING
     study: StudyConfig = MISSING
     train: TrainConfig = MISSING
-    data_dir: Optional[str] = None
+    data_dir: str | None = None
     out_dir: str = MISSING
     seed: int = MISSING
 

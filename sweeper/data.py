@@ -21,11 +21,11 @@ MODEL_COLUMNS = ("input_ids", "token_type_ids", "attention_mask", "labels")
 
 @dataclass
 class TaskData:
-    train: "datasets.Dataset"  # model columns only
-    eval: "datasets.Dataset"
+    train: datasets.Dataset  # model columns only
+    eval: datasets.Dataset
     train_lengths: np.ndarray  # tokens per example, for length-grouped batches
     eval_lengths: np.ndarray
-    tokenizer: "transformers.PreTrainedTokenizerBase"
+    tokenizer: transformers.PreTrainedTokenizerBase
 
 
 def check_local_copy(data_dir: str, task) -> None:

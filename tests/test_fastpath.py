@@ -51,6 +51,6 @@ def test_same_gradients_over_steps(tiny):
         for m in (ref, fast):
             m.zero_grad(set_to_none=True)
             m(**step, labels=torch.tensor([1])).loss.backward()
-        for (name, a), b in zip(ref.named_parameters(), fast.parameters()):
+        for (name, a), b in zip(ref.named_parameters(), fast.parameters(), strict=True):
             assert not b.grad.is_sparse
             assert torch.allclose(a.grad, b.grad, atol=1e-6), name

@@ -11,7 +11,7 @@ def test_ci_installs_fresh_and_runs_the_readme_test_command():
     assert "make test    #" in readme
     assert re.search(r"^rm -rf \"\$VENV\"$", ci, re.M)  # a fresh virtual environment every run
     assert re.search(r"^(time )?make test\b", ci, re.M)
-    test_target = makefile.split("\ntest: setup\n")[1].split("\n\n")[0]
+    test_target = makefile.split("\ntest: setup lint\n")[1].split("\n\n")[0]
     assert '-m "not slow"' in test_target and "-m slow" in test_target  # both halves
     assert 'pip install -q "$(TORCH)"' in makefile and "TORCH ?= torch==2.13.0" in makefile
 
