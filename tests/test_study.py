@@ -131,6 +131,8 @@ def test_failure_limit_counts_failures_not_retried_interruptions(compose_cfg):
         check_failures(study.trials, cfg.study)
 
 
+@pytest.mark.filterwarnings("ignore:Fixed parameter lr:UserWarning",  # the poisoned lr, on purpose
+                            "ignore:.*reduce_op.*:FutureWarning")  # gc.get_objects() touches it
 def test_a_failed_trial_frees_its_model_and_the_sweep_goes_on(compose_cfg):
     import gc
 
