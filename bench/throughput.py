@@ -117,7 +117,11 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--glue-dir", default=os.environ.get("GLUE_DIR", str(ROOT.parent / "shared/data/glue")))
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="sweeper-bench-")
+    with tempfile.TemporaryDirectory(prefix="sweeper-bench-") as tmp:  # ~260 MB of checkpoints per trial
+        print(json.dumps(measure(args, tmp)))
+
+
+def measure(args, tmp: str) -> dict:
     register()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
@@ -152,7 +156,7 @@ def main() -> None:
         ratio = pair["sweeper"]["samples_per_s"] / pair["reference"]["samples_per_s"]
         results[f"speedup_batch{batch_size}"] = ratio
         print(f"speed-up at batch {batch_size}: {ratio:.2f}x")
-    print(json.dumps(results))
+    return results
 
 
 if __name__ == "__main__":
