@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import sqlite3
+import time
 import warnings
+from contextlib import closing
 from pathlib import Path
 
 import optuna
@@ -16,6 +18,7 @@ from sweeper.config import ConfigError
 SQLITE_MAGIC = b"SQLite format 3\x00"
 OPTUNA_TABLES = {"studies", "trials", "version_info"}
 SQLITE_BUSY_TIMEOUT_S = 60  # a writer waits this long for another process's write instead of failing
+SCHEMA_ATTEMPTS = 10  # workers opening a new database at once race to create its tables; retry this often
 # Heartbeats and retries are "experimental" in Optuna since 2.8; this project relies on them knowingly.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
@@ -54,6 +57,22 @@ class RetryTrial(RetryHeartbeatStaleTrialCallback):
         super().__call__(study, trial)
 
 
+def use_wal(path: Path) -> None:
+    """WAL lets readers (the dashboard, other workers) work while one process writes. Switching a new
+    file to it needs the file to itself, which SQLite refuses at once, without a busy wait, while
+    another worker opening the same new file holds it: retry."""
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)) as db:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or attempt == SCHEMA_ATTEMPTS:
+                raise
+            time.sleep(0.1 * attempt)
+
+
 def open_storage(study_cfg):
     """The RDB storage named by study.storage, or a ConfigError saying why it cannot be opened."""
     url = study_cfg.storage
@@ -63,18 +82,32 @@ def open_storage(study_cfg):
         check_sqlite_file(url, path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # WAL lets readers (the dashboard, other workers) work while one process writes.
-            with sqlite3.connect(path) as db:
-                db.execute("PRAGMA journal_mode=WAL")
+            use_wal(path)
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(f"study.storage={url}: cannot open {path} ({e})") from None
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
     retry = RetryTrial(max_retry=study_cfg.max_retries, inherit_intermediate_values=True)
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=study_cfg.heartbeat_interval,
-            grace_period=study_cfg.grace_period, heartbeat_stale_trial_callback=retry)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"study.storage={url}: cannot open it ({reason}); allowed: an Optuna "
-                          "storage URL such as sqlite:///outputs/sweeper.db or postgresql://user@host/db") from None
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=study_cfg.heartbeat_interval,
+                grace_period=study_cfg.grace_period, heartbeat_stale_trial_callback=retry)
+        except sqlalchemy.exc.DBAPIError as e:
+            if attempt < SCHEMA_ATTEMPTS and created_meanwhile(e):
+                time.sleep(0.1 * attempt)  # another worker is creating the tables: use them once it is done
+                continue
+            raise cannot_open(url, e) from None
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as e:
+            raise cannot_open(url, e) from None
+
+
+def created_meanwhile(error: sqlalchemy.exc.DBAPIError) -> bool:
+    """Optuna creates a new database's tables (and stamps its schema version) on first use, without a
+    lock: a worker that loses that race finds a table or a version row another worker just made."""
+    return isinstance(error, sqlalchemy.exc.IntegrityError) or "already exists" in str(error.orig)
+
+
+def cannot_open(url: str, error: Exception) -> ConfigError:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return ConfigError(f"study.storage={url}: cannot open it ({reason}); allowed: an Optuna "
+                       "storage URL such as sqlite:///outputs/sweeper.db or postgresql://user@host/db")

@@ -61,3 +61,39 @@ def load(storage: str, name: str):
     import optuna
 
     return optuna.load_study(study_name=name, storage=storage)
+
+
+# One worker's open_storage, started on a signal so that all of them reach the storage together.
+OPEN_STORAGE = """
+import sys, time
+from pathlib import Path
+from types import SimpleNamespace
+from sweeper.config import ConfigError
+from sweeper.storage import open_storage
+
+url, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+try:
+    open_storage(SimpleNamespace(storage=url, max_retries=3, heartbeat_interval=10, grace_period=30))
+except ConfigError as e:
+    sys.exit(f"error: {e}")
+"""
+
+
+def open_storage_together(url: str, signals: Path, workers: int = 4) -> list[tuple[int, str]]:
+    """Open `url` from several processes at the same instant, as workers starting together on a new
+    study do; returns each one's exit code and stderr."""
+    import time
+
+    signals.mkdir()
+    go, ready = signals / "go", [signals / f"ready-{i}" for i in range(workers)]
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_STORAGE, url, str(r), str(go)], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True) for r in ready]
+    deadline = time.time() + 60
+    while not all(r.exists() for r in ready) and time.time() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    return [(p.returncode, e) for p, e in zip(procs, errors, strict=True)]

@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import TINY, cli_popen
+from conftest import TINY, cli_popen, open_storage_together
 
 URL = os.environ.get("SWEEPER_TEST_POSTGRES")
 pytestmark = [pytest.mark.slow,
@@ -27,3 +27,20 @@ def test_two_workers_on_postgresql(tmp_path, glue_dir):
     assert 4 <= sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) <= 5
     assert len({t.number for t in study.trials}) == len(study.trials)
     optuna.delete_study(study_name=name, storage=URL)
+
+
+def test_workers_opening_a_new_database_together_all_get_it(tmp_path):
+    """Optuna creates a new database's tables without a lock: unguarded, every round here lost a
+    worker to a duplicate-key error on PostgreSQL's catalog."""
+    import psycopg
+
+    base, _, _ = URL.rpartition("/")
+    name = f"fresh_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(URL, autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    try:
+        results = open_storage_together(f"{base}/{name}", tmp_path / "signals")
+        assert [code for code, _ in results] == [0, 0, 0, 0], results
+    finally:
+        with psycopg.connect(URL, autocommit=True) as db:
+            db.execute(f"DROP DATABASE {name} WITH (FORCE)")
