@@ -23,9 +23,12 @@ $(VENV)/.installed: pyproject.toml
 sweep: setup
 	$(PY) -m sweeper -m task=mrpc,sst2
 
+# The PostgreSQL tests need a server: .ci/postgres installs (Debian's package) and starts one on
+# loopback unless SWEEPER_TEST_POSTGRES already names one; where it cannot, they skip and say why.
 test: setup lint
 	$(PY) -m pytest -m "not slow"
-	$(PY) -m pytest -m slow
+	SWEEPER_TEST_POSTGRES="$${SWEEPER_TEST_POSTGRES:-$$(bash .ci/postgres 2>/tmp/sweeper-postgres.log || true)}" \
+	  $(PY) -m pytest -m slow
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"

@@ -48,10 +48,26 @@ def load_splits(task, data_dir: str | None, seed: int):
     datasets.disable_progress_bars()
     if data_dir is not None:
         check_local_copy(data_dir, task)
-    source = str(Path(data_dir).resolve()) if data_dir else GLUE_HUB
-    raw = datasets.load_dataset(source, task.name)
-    return (subsample(raw[task.train_split], task.max_train_samples, seed),
-            subsample(raw[task.eval_split], task.max_eval_samples, seed))
+    if data_dir is not None:
+        train, evaluation = (read_local(Path(data_dir), task.name, s) for s in (task.train_split, task.eval_split))
+    else:
+        raw = datasets.load_dataset(GLUE_HUB, task.name)  # the Hub's files are versioned: its cache is sound
+        train, evaluation = raw[task.train_split], raw[task.eval_split]
+    return (subsample(train, task.max_train_samples, seed),
+            subsample(evaluation, task.max_eval_samples, seed))
+
+
+def read_local(root: Path, name: str, split: str) -> datasets.Dataset:
+    """One split of a local copy, read from its parquet files as they are now. `load_dataset(dir)` keeps
+    serving its cache of a local directory after the files change (a fixed copy stays broken), and
+    reading a few MB of parquet costs less than checking that cache."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted((root / name).glob(f"{split}-*.parquet"))
+    # The Hub's parquet schema carries the features (ClassLabel names included); Dataset reads them from it.
+    return datasets.Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
 
 
 def subsample(split, n: int | None, seed: int):

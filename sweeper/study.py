@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+import zlib
 from pathlib import Path
 
 import optuna
@@ -28,14 +29,19 @@ def load_study(storage, cfg) -> optuna.Study:
     study = optuna.create_study(storage=storage, study_name=cfg.study.name, direction="maximize",
                                 load_if_exists=True, pruner=instantiate(cfg.pruner))
     n = len(study.get_trials(deepcopy=False))
-    # Offset the seed by the trials already there, so a resumed sweep does not replay
-    # the random start-up proposals of the run it continues.
-    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + n, n_startup_trials=cfg.study.startup_trials)
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(cfg.seed, cfg.study.name, n),
+                                               n_startup_trials=cfg.study.startup_trials)
     ref, space = cfg.search.reference, cfg.search
     if n == 0 and space.enqueue_reference and in_space(ref, space):
         study.enqueue_trial({"lr": ref.lr, "epochs": ref.epochs, "batch_size": ref.batch_size},
                             skip_if_exists=True)
     return study
+
+
+def sampler_seed(seed: int, study_name: str, n_trials: int) -> int:
+    """Different per study, so the studies of one multirun do not all draw the same start-up proposals,
+    and per trial count, so a resumed sweep does not replay the proposals of the run it continues."""
+    return zlib.crc32(f"{seed}/{study_name}/{n_trials}".encode())
 
 
 def in_space(ref, space) -> bool:

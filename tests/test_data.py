@@ -1,4 +1,7 @@
 """Data: real GLUE files -> tokenized splits -> batches."""
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -81,3 +84,25 @@ def test_missing_task_files_fail_with_the_path(tmp_path, mrpc):
     (tmp_path / "sst2" / "train-00000-of-00001.parquet").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"has no mrpc/train-\*.parquet; tasks there: sst2"):
         data.check_local_copy(str(tmp_path), cfg.task)
+
+
+def test_a_changed_local_file_is_read_as_it_is_now(tmp_path, glue_dir, mrpc):
+    """datasets' cache of a local directory kept serving old rows after the files changed (the SST-2
+    copy that was replaced stayed Vietnamese): a local copy is read as the files are now."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cfg, _ = mrpc
+    copy = tmp_path / "glue"
+    shutil.copytree(Path(glue_dir) / "mrpc", copy / "mrpc")
+    shutil.copy(Path(glue_dir) / "README.md", copy / "README.md")
+    _, before = data.load_splits(cfg.task, str(copy), seed=0)
+    path = copy / "mrpc" / "validation-00000-of-00001.parquet"
+    table = pq.read_table(path)
+    changed = table.set_column(table.schema.get_field_index("sentence1"), "sentence1",
+                               pa.array([f"changed {i}" for i in range(len(table))]))
+    pq.write_table(changed.slice(0, 40), path)
+    _, after = data.load_splits(cfg.task, str(copy), seed=0)
+    assert before[0]["sentence1"] != "changed" and len(before) == 50
+    assert len(after) == 40 and all(s.startswith("changed ") for s in after["sentence1"])
+    assert after.features["label"].names == ["not_equivalent", "equivalent"]  # features kept from the schema

@@ -11,7 +11,8 @@ from conftest import TINY, cli_popen, open_storage_together
 
 URL = os.environ.get("SWEEPER_TEST_POSTGRES")
 pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not URL, reason="set SWEEPER_TEST_POSTGRES (bash .ci/postgres prints one)")]
+              pytest.mark.skipif(not URL, reason="no PostgreSQL server: `make test` starts one with .ci/postgres "
+                                 "(Debian's package, as root); it could not here, see /tmp/sweeper-postgres.log")]
 
 
 def test_two_workers_on_postgresql(tmp_path, glue_dir):

@@ -156,3 +156,17 @@ def test_a_failed_trial_frees_its_model_and_the_sweep_goes_on(compose_cfg):
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert study.trials[0].user_attrs["fail_reason"].startswith("NonFiniteLoss")
     assert alive == [objective.template]  # no trial's model outlives its trial
+
+
+def test_studies_of_one_multirun_draw_different_start_up_proposals(compose_cfg):
+    from sweeper.objective import suggest
+    from sweeper.storage import open_storage
+    from sweeper.study import load_study
+
+    proposals = {}
+    for task in ("mrpc", "sst2"):
+        cfg = compose_cfg(f"task={task}", "search.enqueue_reference=false")
+        study = load_study(open_storage(cfg.study), cfg)
+        proposals[task] = [vars(suggest(study.ask(), cfg.search)) for _ in range(3)]
+    assert proposals["mrpc"] != proposals["sst2"]
+    assert all(a["lr"] != b["lr"] for a, b in zip(proposals["mrpc"], proposals["sst2"], strict=True))
