@@ -10,7 +10,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE = 1
 export HF_DATASETS_OFFLINE = 1
 
-.PHONY: setup sweep test test-fast lint bench clean
+.PHONY: setup sweep test test-fast lint bench bench-search clean
 
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -38,6 +38,9 @@ lint: setup
 
 bench: setup
 	$(PY) bench/throughput.py
+
+bench-search: setup
+	$(PY) bench/search.py --train-samples 1000 --seeds 0 1
 
 clean:
 	rm -rf outputs/hydra outputs/*.db* outputs/*-*/

@@ -163,6 +163,7 @@ PRUNERS = {
     "optuna.pruners.HyperbandPruner",
     "optuna.pruners.SuccessiveHalvingPruner",
     "optuna.pruners.NopPruner",
+    "sweeper.pruning.PlateauMedianPruner",
 }
 
 

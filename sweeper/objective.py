@@ -14,7 +14,9 @@ from sweeper import checkpoints
 from sweeper.batching import get_dataloaders
 from sweeper.data import load_task
 from sweeper.loop import Hparams, pad_multiple, resolve_precision, train
+from sweeper.metrics import trivial_value
 from sweeper.model import fresh_model, load_template
+from sweeper.pruning import TRIVIAL
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class Objective:
         self.precision = resolve_precision(cfg.train.precision.value)
         self.data = load_task(cfg.task, cfg.model.path, cfg.data_dir, cfg.seed)
         self.template = load_template(cfg.model, cfg.task.num_labels, cfg.seed)
+        self.trivial = trivial_value(self.data.eval["labels"], cfg.task.objective)  # for the pruner
         self.optimizer_fn = instantiate(cfg.optimizer.optimizer)
         self.scheduler_fn = instantiate(cfg.optimizer.scheduler)
         self.trial: optuna.Trial | None = None  # the running trial, for the interrupt handler
@@ -74,6 +77,7 @@ class Objective:
     def run(self, trial: optuna.Trial) -> float:
         cfg = self.cfg
         hp = suggest(trial, cfg.search)
+        trial.set_user_attr(TRIVIAL, self.trivial)
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
         retried = frozen.system_attrs.get("retry_history", [])
         resume = checkpoints.claim(self.checkpoint_root, trial.number, retried) if retried else None

@@ -1,0 +1,83 @@
+"""The default pruner on real studies in SQLite: it waits out the trivial classifier's plateau, then prunes
+trials below the median of those with the same number of epochs."""
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import compose_config, load
+from sweeper.metrics import trivial_value
+from sweeper.objective import report_epoch
+from sweeper.pruning import TRIVIAL, PlateauMedianPruner
+
+TRIVIAL_F1 = 0.8122  # MRPC validation: every pair predicted "equivalent"
+
+
+def run(study, epochs: int, values: list[float]) -> TrialState:
+    """One trial of `epochs` epochs reporting `values` per epoch, as sweeper's objective does."""
+    study.enqueue_trial({"epochs": epochs})
+
+    def objective(trial):
+        trial.suggest_int("epochs", 1, 3)
+        trial.set_user_attr(TRIVIAL, TRIVIAL_F1)
+        for epoch, value in enumerate(values):
+            report_epoch(trial, "f1", epoch, {"f1": value})
+        return values[-1]
+
+    study.optimize(objective, n_trials=1)
+    return study.trials[-1].state
+
+
+@pytest.fixture
+def study(tmp_path):
+    url = f"sqlite:///{tmp_path}/p.db"
+    study = optuna.create_study(storage=url, study_name="p", direction="maximize",
+                                pruner=PlateauMedianPruner(n_startup_trials=2, n_warmup_steps=0, plateau_margin=0.01))
+    study.storage_url = url
+    return study
+
+
+def test_a_trial_on_the_plateau_is_not_pruned_though_below_the_median(study):
+    for _ in range(2):
+        assert run(study, 3, [0.84, 0.86, 0.88]) == TrialState.COMPLETE
+    # A high learning rate still predicting the majority class after epochs 0 and 1: no decision yet.
+    assert run(study, 3, [TRIVIAL_F1, TRIVIAL_F1 + 0.005, 0.90]) == TrialState.COMPLETE
+
+
+def test_a_trial_that_learned_less_than_its_peers_is_pruned(study):
+    for _ in range(2):
+        run(study, 3, [0.84, 0.86, 0.88])
+    assert run(study, 3, [0.83, 0.85, 0.90]) == TrialState.PRUNED
+    pruned = load(study.storage_url, "p").trials[-1]
+    assert pruned.intermediate_values == {0: 0.83}  # decided at epoch 0, the first epoch above the plateau
+
+
+def test_trials_are_compared_only_with_trials_of_the_same_epochs(study):
+    # One-epoch trials end their schedule at epoch 0 with higher values than a 3-epoch trial has there.
+    for _ in range(2):
+        run(study, 1, [0.87])
+    assert run(study, 3, [0.83, 0.86, 0.88]) == TrialState.COMPLETE
+    assert run(study, 3, [0.84, 0.87, 0.89]) == TrialState.COMPLETE
+    assert run(study, 3, [0.825, 0.85, 0.89]) == TrialState.PRUNED  # below the two 3-epoch trials' median
+
+
+def test_no_decision_before_the_warm_up(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/w.db", direction="maximize",
+                                pruner=PlateauMedianPruner(n_startup_trials=2, n_warmup_steps=1))
+    for _ in range(2):
+        run(study, 3, [0.86, 0.87, 0.88])
+    assert run(study, 3, [0.83, 0.88, 0.89]) == TrialState.COMPLETE  # below at epoch 0, above from epoch 1
+    assert run(study, 3, [0.83, 0.84, 0.89]) == TrialState.PRUNED
+    assert study.trials[-1].last_step == 1
+
+
+def test_the_trivial_value_is_the_best_constant_prediction():
+    labels = [1] * 279 + [0] * 129  # MRPC's validation set
+    assert trivial_value(labels, "f1") == pytest.approx(2 * 279 / (2 * 279 + 129))
+    assert trivial_value(labels, "f1") == pytest.approx(TRIVIAL_F1, abs=1e-4)
+    assert trivial_value(labels, "accuracy") == pytest.approx(279 / 408)
+
+
+def test_the_default_pruner_is_the_plateau_pruner():
+    from hydra.utils import instantiate
+
+    assert isinstance(instantiate(compose_config().pruner), PlateauMedianPruner)
