@@ -15,7 +15,8 @@ register()
 
 
 def check(cfg) -> None:
-    """Everything knowable before training: config values, data files, the storage."""
+    """Everything knowable before training: config values, data files, the storage, the stored study."""
+    from sweeper.definition import verify
     from sweeper.storage import open_storage
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -30,7 +31,7 @@ def check(cfg) -> None:
             raise ConfigError("train.precision=fp16 needs a CUDA GPU; allowed here: auto, bf16, no")
     if cfg.data_dir:
         check_local_copy(cfg.data_dir, cfg.task)
-    open_storage(cfg.study)
+    verify(open_storage(cfg.study), cfg)
 
 
 def preflight(argv: list[str]) -> None:

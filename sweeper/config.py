@@ -106,6 +106,7 @@ class StudyConfig:
     max_retries: int = MISSING
     max_failed_fraction: float = MISSING
     keep_checkpoints: KeepCheckpoints = MISSING
+    accept: list[str] = field(default_factory=list)  # defining keys a resume may change (sweeper/definition.py)
 
 
 class Precision(str, Enum):

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
+from sweeper.definition import write_csv
+
 log = logging.getLogger(__name__)
 
 
@@ -23,5 +25,6 @@ def summarize(study, study_cfg, study_dir: Path) -> float | None:
     csv = study_dir / "trials.csv"
     study.trials_dataframe().to_csv(csv, index=False)
     log.info("trials: %s", csv)
+    write_csv(study.user_attrs, study_dir / "study.csv")  # its definition, versions, accepted changes
     log.info("dashboard: optuna-dashboard %s", study_cfg.storage)
     return None if best is None else best.value

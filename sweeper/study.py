@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from optuna.trial import TrialState
 
 from sweeper import checkpoints
+from sweeper.definition import defined_study
 from sweeper.report import summarize
 from sweeper.storage import open_storage
 
@@ -25,9 +26,9 @@ class SweepStopped(RuntimeError):
 
 
 def load_study(storage, cfg) -> optuna.Study:
-    """Create the study or load it; sampler and pruner are rebuilt from the config either way."""
-    study = optuna.create_study(storage=storage, study_name=cfg.study.name, direction="maximize",
-                                load_if_exists=True, pruner=instantiate(cfg.pruner))
+    """Create the study or load it, refused if cfg defines another one (sweeper/definition.py);
+    sampler and pruner are rebuilt from the config either way."""
+    study = defined_study(storage, cfg, instantiate(cfg.pruner))
     n = len(study.get_trials(deepcopy=False))
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(cfg.seed, cfg.study.name, n),
                                                n_startup_trials=cfg.study.startup_trials)

@@ -30,8 +30,9 @@ def test_multirun_gives_one_study_per_task_in_one_file(tmp_path, glue_dir):
     assert f"dashboard: optuna-dashboard {storage}" in result.stdout
 
     # The same command again: both studies are complete, nothing runs.
-    again = cli("-m", "task=mrpc,sst2", "model=tiny", "study.n_trials=2", f"study.storage={storage}",
-                f"out_dir={tmp_path}", env={"GLUE_DIR": glue_dir})
+    again = cli("-m", "task=mrpc,sst2", "model=tiny", "study.n_trials=2", "task.max_train_samples=64",
+                "task.max_eval_samples=32", f"study.storage={storage}", f"out_dir={tmp_path}",
+                env={"GLUE_DIR": glue_dir})
     assert again.returncode == 0
     assert again.stdout.count("is complete: 2 finished trials") == 2
     assert "Trial" not in again.stdout

@@ -1,0 +1,225 @@
+"""What defines a study: the config keys that change what its trials measure. Stored on the study when
+it is created, compared on every later run and by every worker, so a study cannot silently mix trials
+trained on other data, another model, optimizer, search space or pruner."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import platform
+import subprocess
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+
+from sweeper.config import ConfigError
+
+log = logging.getLogger(__name__)
+DIRECTIONS = ["maximize"]  # every objective metric (accuracy, f1) is maximized
+# One study user attribute per section, a dict of flat dotted keys: readable in optuna-dashboard.
+SECTIONS = ("task", "data", "model", "optimizer", "search", "pruner", "train", "seed", "study")
+SEARCH_SPACE = ("lr", "epochs", "batch_size")  # enqueue_reference and reference act on an empty study only
+TRAIN_RESULTS = ("precision", "group_by_length", "cpu_fastpath")  # the rest is speed (compile) or display
+# Changes after which old and new trials still measure the same thing (same data, model, objective), so
+# study.accept may take them: when to prune, the lr or epochs range, same-math training switches, the same
+# weights found at another path (another venv). Not search.batch_size: Optuna fails every trial whose
+# categorical choices differ from the study's earlier ones.
+SAFE = ("pruner", "search.lr", "search.epochs", "train.precision", "train.group_by_length", "train.cpu_fastpath",
+        "optimizer.optimizer.fused", "model.path")
+PACKAGES = ("torch", "transformers", "accelerate", "datasets", "optuna", "hydra-core")
+ABSENT = "(absent)"
+CREATOR_WAIT_S = 2.0  # a worker that created the study an instant ago is still storing its definition
+
+
+def definition(cfg) -> dict[str, Any]:
+    """The study's defining keys, resolved (model.path is the real directory), as flat dotted keys."""
+    def plain(node):
+        return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+
+    flat = {}
+    for section in ("task", "model", "optimizer"):
+        flat.update(flatten(section, plain(cfg[section])))
+    flat.update(flatten("search", {k: plain(cfg.search[k]) for k in SEARCH_SPACE}))
+    flat.update(flatten("pruner", plain(cfg.pruner)))
+    flat.update(flatten("train", {k: plain(cfg.train)[k] for k in TRAIN_RESULTS}))
+    flat["data.content"] = data_content(cfg.task, cfg.data_dir)
+    flat["seed"] = cfg.seed  # the training seed and the subsample's
+    flat["study.directions"] = list(DIRECTIONS)
+    return flat
+
+
+def flatten(prefix: str, value) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, sub in value.items() for k, v in flatten(f"{prefix}.{key}", sub).items()}
+    return {prefix: value}
+
+
+def data_content(task, data_dir: str | None) -> str:
+    """A digest of the task's split files, so the same data under another data_dir resumes, and other
+    data under the same path does not."""
+    if not data_dir:
+        from sweeper.data import GLUE_HUB
+
+        return f"Hub {GLUE_HUB}"
+    h = hashlib.sha256()
+    for split in (task.train_split, task.eval_split):
+        for path in sorted((Path(data_dir) / task.name).glob(f"{split}-*.parquet")):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return f"sha256:{h.hexdigest()[:16]}"
+
+
+def stored(attrs: dict) -> dict[str, Any] | None:
+    """The definition kept in a study's user attributes; None for a study made before they held one, or
+    while its creator is still writing it ("recorded" comes last)."""
+    if "recorded" not in attrs:
+        return None
+    flat = {}
+    for s in SECTIONS:
+        if s in attrs:
+            flat.update({f"{s}.{k}": v for k, v in attrs[s].items()} if isinstance(attrs[s], dict) else {s: attrs[s]})
+    return flat
+
+
+def differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
+    """(key, stored value, current value) for every key whose value differs, in definition order."""
+    keys = list(new) + [k for k in old if k not in new]
+    return [(k, old.get(k, ABSENT), new.get(k, ABSENT)) for k in keys if old.get(k, ABSENT) != new.get(k, ABSENT)]
+
+
+def covered(key: str, entries) -> bool:
+    return any(key == e or key.startswith(e + ".") for e in entries)
+
+
+def check_accept(accept, now: dict) -> None:
+    for entry in accept:
+        keys = [k for k in now if covered(k, [entry])]
+        if not (covered(entry, SAFE) or keys and all(covered(k, SAFE) for k in keys)):
+            raise ConfigError(f"study.accept=[{entry}]: a change there makes old and new trials measure different "
+                              f"things; allowed: {', '.join(SAFE)} (or train for its three); else a new study.name")
+
+
+def show(value) -> str:
+    """A value as it would be written in an override."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    return str(value)
+
+
+def refusal(name: str, diffs, accept) -> str | None:
+    """The error for the differences not accepted, naming each with both values and the ways on."""
+    refused = [d for d in diffs if not covered(d[0], accept)]
+    if not refused:
+        return None
+    listed = "; ".join(f"{k}: stored {show(old)}, now {show(new)}" for k, old, new in refused)
+    safe = list(dict.fromkeys(e for k, _, _ in refused for e in SAFE if covered(k, [e])))
+    unsafe = [k for k, _, _ in refused if not covered(k, SAFE)]
+    ways = f"run it under a new study.name (e.g. study.name={name}-2) or with the stored values"
+    if safe and not unsafe:
+        ways += f", or accept the change with study.accept=[{','.join(safe)}]"
+    elif safe:
+        ways += f"; study.accept may take {', '.join(safe)}, not {', '.join(unsafe)}"
+    return f"study {name} was created with another definition: {listed}; allowed: {ways}"
+
+
+def verify(storage, cfg) -> list[tuple[str, Any, Any]]:
+    """Refuse, writing nothing, a config that differs from its stored study's definition beyond
+    study.accept; returns the accepted differences. A new study or one without a definition passes."""
+    now = definition(cfg)
+    check_accept(cfg.study.accept, now)
+    try:
+        study_id = storage.get_study_id_from_name(cfg.study.name)
+    except KeyError:
+        return []
+    old = stored(storage.get_study_user_attrs(study_id))
+    if old is None:
+        return []
+    diffs = differences(old, now)
+    message = refusal(cfg.study.name, diffs, cfg.study.accept)
+    if message:
+        raise ConfigError(message)
+    return diffs
+
+
+def defined_study(storage, cfg, pruner) -> optuna.Study:
+    """The study cfg names: created with its definition stored, or loaded once it matches the stored one
+    (a study from before definitions were stored adopts this config's, with a warning)."""
+    name = cfg.study.name
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, pruner=pruner)
+        record(study, cfg)
+        return study
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(storage=storage, study_name=name, pruner=pruner)
+    deadline = time.time() + CREATOR_WAIT_S
+    while stored(study.user_attrs) is None and not study.get_trials(deepcopy=False) and time.time() < deadline:
+        time.sleep(0.1)
+    if stored(study.user_attrs) is None:
+        if study.get_trials(deepcopy=False):
+            log.warning("study %s has no stored definition (made before sweeper stored one); "
+                        "storing this run's", name)
+        record(study, cfg)
+        return study
+    accepted = verify(storage, cfg)
+    if accepted:
+        n = len(study.get_trials(deepcopy=False))
+        changes = [f"from trial {n}: {k}: {show(old)} -> {show(new)}" for k, old, new in accepted]
+        log.warning("study %s: study.accept lets these change from trial %d on: %s", name, n,
+                    "; ".join(c.split(": ", 1)[1] for c in changes))
+        store(study, definition(cfg))
+        study.set_user_attr("changes", study.user_attrs.get("changes", []) + changes)
+    return study
+
+
+def store(study, flat: dict) -> None:
+    for section in SECTIONS:
+        keys = {k[len(section) + 1:]: v for k, v in flat.items() if k.startswith(section + ".")}
+        study.set_user_attr(section, flat[section] if section in flat else keys)
+
+
+def record(study, cfg) -> None:
+    """Store the definition and, for the record only, where the data came from and the versions."""
+    store(study, definition(cfg))
+    versions = {p: installed(p) for p in PACKAGES}
+    study.set_user_attr("recorded", {"sweeper": sweeper_version(), "python": platform.python_version(),
+                                     **versions, "data_dir": cfg.data_dir,
+                                     "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+
+
+def installed(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def sweeper_version() -> str:
+    """The package version and, in a git checkout, the commit (with -dirty for uncommitted edits)."""
+    version = installed("sweeper") or "unknown"
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version} (git {commit})" if commit else version
+
+
+def write_csv(attrs: dict, path: Path) -> None:
+    """A study's user attributes (its definition, versions, accepted changes) as attribute,key,value rows."""
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["attribute", "key", "value"])
+        for name, value in attrs.items():
+            rows = (value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list)
+                    else [("", value)])
+            out.writerows([name, key, show(v)] for key, v in rows)
