@@ -22,7 +22,7 @@ def test_the_definition_holds_resolved_values(compose_cfg):
     d = definition(compose_cfg(*TINY))
     assert Path(d["model.path"]).is_absolute() and (Path(d["model.path"]) / "config.json").exists()
     assert d["task.max_train_samples"] == 64 and d["task.max_eval_samples"] == 32 and d["seed"] == 42
-    assert d["search.batch_size"] == [8, 16, 32] and d["pruner._target_"] == "optuna.pruners.MedianPruner"
+    assert d["search.batch_size"] == [8, 16, 32] and d["pruner._target_"] == "sweeper.pruning.PlateauMedianPruner"
     assert d["train.precision"] == "auto" and d["study.directions"] == ["maximize"]
     assert d["data.content"].startswith("sha256:")
     assert not [k for k in d if k.startswith(("study.n_trials", "train.progress", "train.eval_batch_size"))]
@@ -49,7 +49,7 @@ def test_keys_that_do_not_change_results_are_not_part_of_it(compose_cfg, overrid
     ("search.lr.high=5e-5", "search.lr.high", 1e-4, 5e-5),
     ("search.epochs.high=1", "search.epochs.high", 3, 1),
     ("search.batch_size=[8]", "search.batch_size", [8, 16, 32], [8]),
-    ("pruner=hyperband", "pruner._target_", "optuna.pruners.MedianPruner", "optuna.pruners.HyperbandPruner"),
+    ("pruner=hyperband", "pruner._target_", "sweeper.pruning.PlateauMedianPruner", "optuna.pruners.HyperbandPruner"),
     ("train.precision=no", "train.precision", "auto", "no"),
     ("train.group_by_length=false", "train.group_by_length", True, False),
     ("train.cpu_fastpath=false", "train.cpu_fastpath", True, False),
@@ -128,7 +128,8 @@ def test_an_accepted_change_becomes_the_definition_and_is_noted(compose_cfg, cap
         load_study(open_storage(changed.study), changed)
     now = attrs(cfg)
     assert stored(now) == definition(changed)
-    assert "from trial 1: pruner._target_: optuna.pruners.MedianPruner -> optuna.pruners.NopPruner" in now["changes"]
+    change = "from trial 1: pruner._target_: sweeper.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner"
+    assert change in now["changes"]
     assert "from trial 1: search.epochs.high: 3 -> 2" in now["changes"]
     assert "mrpc-tiny: study.accept lets these change from trial 1 on: search.epochs.high: 3 -> 2; " in caplog.text
     with pytest.raises(ConfigError, match="pruner._target_: stored optuna.pruners.NopPruner, now "):
