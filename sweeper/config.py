@@ -29,6 +29,7 @@ class TaskConfig:
     max_length: int | None = None  # truncation; null = the tokenizer's limit
     label_names: list[str] = field(default_factory=list)  # id2label of exported models; [] = LABEL_0, ...
     test_split: str = "test"  # unlabelled; predicted by mode=retrain for a GLUE submission
+    submission_file: str = MISSING  # GLUE's name for the test predictions, e.g. MRPC.tsv
 
 
 @dataclass
