@@ -31,7 +31,9 @@ def find_study(cfg) -> optuna.Study:
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials(deepcopy=False)
     if not any(t.state == TrialState.COMPLETE for t in trials):
-        states = ", ".join(f"{sum(t.state == s for t in trials)} {s.name.lower()}" for s in TrialState)
+        counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+        states = ", ".join(f"{n} {'failed' if s == TrialState.FAIL else s.name.lower()}"
+                           for s, n in counts.items() if n) or "no trials"
         raise ConfigError(f"study.name={name} has no complete trial to retrain ({states}); run its sweep first: "
                           f"python -m sweeper task={cfg.task.name} model={cfg.model.name}")
     return study

@@ -3,6 +3,7 @@ finished (complete + pruned) ones. Knows trials and storage, nothing of tensors.
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import sys
 import time
@@ -73,11 +74,13 @@ def describe(study: optuna.Study, cfg, train_size: int, eval_size: int) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     s = cfg.search
-    args = HydraConfig.get().overrides.task if HydraConfig.initialized() else sys.argv[1:]
+    # The job's own overrides (one job of a multirun); in-process callers (tests) get their own argv.
+    command = ("python -m sweeper " + " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized()
+               else shlex.join(sys.argv))
     attrs = {"task": cfg.task.name, "model": cfg.model.name, "train_size": train_size, "eval_size": eval_size,
              "search_space": f"lr log-uniform [{s.lr.low:g}, {s.lr.high:g}], epochs [{s.epochs.low}, "
                              f"{s.epochs.high}], batch_size {list(s.batch_size)}",
-             "command": "python -m sweeper " + " ".join(args),
+             "command": command,
              "best_model": str((Path(cfg.out_dir) / cfg.study.name / "best-model").resolve())}
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
