@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import hydra
 from omegaconf import DictConfig
@@ -12,6 +13,9 @@ from sweeper.data import check_local_copy
 
 GROUPS = ("task", "model", "optimizer", "search", "pruner")
 register()
+# conf/config.yaml adds ./outputs to Hydra's search path (for `+<study>=best`); before a first sweep, or
+# from another directory, it does not exist yet, which is normal and not worth a warning on every run.
+warnings.filterwarnings("ignore", message="provider=hydra.searchpath in main, path=outputs is not available")
 
 
 def check(cfg) -> None:

@@ -30,10 +30,10 @@ def load_study(storage, cfg) -> optuna.Study:
     study = optuna.create_study(storage=storage, study_name=cfg.study.name, direction="maximize",
                                 load_if_exists=True, pruner=instantiate(cfg.pruner))
     n = len(study.get_trials(deepcopy=False))
-    # Offset the seed by the trials already there, so a resumed sweep does not replay
-    # the random start-up proposals of the run it continues.
     if study.metric_names != [cfg.task.objective]:
         study.set_metric_names([cfg.task.objective])  # optuna-dashboard then says "f1", not "Objective 0"
+    # Offset the seed by the trials already there, so a resumed sweep does not replay
+    # the random start-up proposals of the run it continues.
     study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + n, n_startup_trials=cfg.study.startup_trials)
     ref, space = cfg.search.reference, cfg.search
     if n == 0 and space.enqueue_reference and in_space(ref, space):

@@ -117,3 +117,35 @@ def test_retrain_on_a_missing_database_does_not_create_it(tmp_path, glue_dir):
     assert result.stderr.startswith(f"error: study.name=mrpc-tiny: study.storage=sqlite:///{tmp_path}/none.db "
                                     "does not exist")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_summary_has_a_row_per_study_with_its_best_trial(tmp_path):
+    from sweeper.summary import write_summary
+
+    storage = f"sqlite:///{tmp_path}/s.db"
+    studies = []
+    for name, objective, values in (("mrpc-tiny", "f1", [0.7, 0.8, None]), ("sst2-tiny", "accuracy", [0.6])):
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+        study.set_metric_names([objective])
+        study.set_user_attr("task", name.split("-")[0])
+        study.set_user_attr("model", "tiny")
+
+        def run(trial, values=values):
+            value = values[trial.number]
+            trial.suggest_int("epochs", 1, 3)
+            if value is None:
+                raise optuna.TrialPruned()
+            trial.set_user_attr("accuracy", value / 2)
+            trial.set_user_attr("f1", value)
+            return value
+
+        study.optimize(run, n_trials=len(values))
+        studies.append(study)
+    table = write_summary(studies, tmp_path / "summary.csv")
+    rows = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert len(table) == len(rows) == 2
+    mrpc, sst2 = rows
+    assert (mrpc["task"], mrpc["complete"], mrpc["pruned"], mrpc["failed"]) == ("mrpc", "2", "1", "0")
+    assert (mrpc["objective"], mrpc["best"], mrpc["best_trial"], mrpc["accuracy"]) == ("f1", "0.8", "1", "0.4")
+    assert (sst2["objective"], sst2["best"], sst2["f1"]) == ("accuracy", "0.6", "0.6")
+    assert float(mrpc["train_minutes"]) >= 0 and mrpc["best_epochs"] in {"1", "2", "3"}
