@@ -37,4 +37,4 @@ bench: setup
 	$(PY) bench/throughput.py
 
 clean:
-	rm -rf outputs/hydra outputs/*.db* outputs/*-*/
+	rm -rf outputs/hydra outputs/*.db* outputs/*-*/ outputs/summary.csv

@@ -80,11 +80,14 @@ class Objective:
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
         retried = frozen.system_attrs.get("retry_history", [])
         resume = checkpoints.claim(self.checkpoint_root, trial.number, retried) if retried else None
-        if resume is not None:
-            self.restore_reports(trial, frozen, checkpoints.read_progress(resume)["history"])
+        resumed = checkpoints.read_progress(resume)["history"] if resume is not None else []
+        if resumed:
+            self.restore_reports(trial, frozen, resumed)
         log.info("trial %d: lr=%.3g epochs=%d batch_size=%d%s", trial.number, hp.lr, hp.epochs,
                  hp.batch_size, f" (retries trial {retried[-1]})" if retried else "")
-        objective, last = cfg.task.objective, {}
+        # The last epoch's metrics, for the export; a retry whose predecessor died after its last
+        # checkpoint trains no epoch and has only the checkpoint's.
+        objective, last = cfg.task.objective, dict(resumed[-1]) if resumed else {}
 
         def on_epoch_end(epoch: int, metrics: dict) -> None:
             last.update(metrics)
