@@ -43,4 +43,4 @@ bench-search: setup
 	$(PY) bench/search.py --train-samples 1000 --seeds 0 1
 
 clean:
-	rm -rf outputs/hydra outputs/*.db* outputs/*-*/
+	rm -rf outputs/hydra outputs/*.db* outputs/*-*/ outputs/summary.csv

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import hydra
 from omegaconf import DictConfig
@@ -12,6 +13,9 @@ from sweeper.data import check_local_copy
 
 GROUPS = ("task", "model", "optimizer", "search", "pruner")
 register()
+# conf/config.yaml adds ./outputs to Hydra's search path (for `+<study>=best`); before a first sweep, or
+# from another directory, it does not exist yet, which is normal and not worth a warning on every run.
+warnings.filterwarnings("ignore", message="provider=hydra.searchpath in main, path=outputs is not available")
 
 
 def check(cfg) -> None:
@@ -31,6 +35,10 @@ def check(cfg) -> None:
             raise ConfigError("train.precision=fp16 needs a CUDA GPU; allowed here: auto, bf16, no")
     if cfg.data_dir:
         check_local_copy(cfg.data_dir, cfg.task)
+    if cfg.mode.value == "retrain":
+        from sweeper.retrain import find_study
+
+        find_study(cfg)  # before open_storage, which would create a missing SQLite file
     verify(open_storage(cfg.study), cfg)
 
 
@@ -53,9 +61,9 @@ def preflight(argv: list[str]) -> None:
                                       f"{', '.join(choices(o.key_or_group))}")
     if not flags and any(o.is_sweep_override() for o in overrides):
         return  # Hydra explains that a sweep needs -m
-    jobs = [[o.input_line for o in overrides if not o.key_or_group.startswith("hydra")]]
+    jobs = [[o.input_line for o in overrides if not hydra_key(o.key_or_group)]]
     if flags:
-        jobs = [[j for j in job if not j.startswith("hydra")] for job in
+        jobs = [[j for j in job if not hydra_key(j)] for job in
                 BasicSweeper.split_arguments(overrides, None)[0]]
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for job in jobs:
@@ -64,6 +72,12 @@ def preflight(argv: list[str]) -> None:
             except Exception as e:
                 raise ConfigError(explain(e, job)) from None
             check(cfg)
+
+
+def hydra_key(override: str) -> bool:
+    """Hydra's own settings, left out of the preflight's compose; except the search path, which decides
+    what `+<study>=best` means."""
+    return override.startswith("hydra") and not override.startswith("hydra.searchpath")
 
 
 def explain(error: Exception, job: list[str]) -> str:
@@ -92,6 +106,10 @@ def sweep(cfg: DictConfig) -> float | None:
 
     try:
         check(cfg)
+        if cfg.mode.value == "retrain":
+            from sweeper.retrain import run_retrain
+
+            return run_retrain(cfg)
         return run_study(cfg)
     except (ConfigError, SweepStopped) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -27,6 +27,9 @@ class TaskConfig:
     max_train_samples: int | None = None  # null = all
     max_eval_samples: int | None = None
     max_length: int | None = None  # truncation; null = the tokenizer's limit
+    label_names: list[str] = field(default_factory=list)  # id2label of exported models; [] = LABEL_0, ...
+    test_split: str = "test"  # unlabelled; predicted by mode=retrain for a GLUE submission
+    submission_file: str = MISSING  # GLUE's name for the test predictions, e.g. MRPC.tsv
 
 
 @dataclass
@@ -116,6 +119,16 @@ class Precision(str, Enum):
     no = "no"
 
 
+class Mode(str, Enum):
+    sweep = "sweep"
+    retrain = "retrain"
+
+
+@dataclass
+class RetrainConfig:
+    seeds: int = MISSING
+
+
 @dataclass
 class TrainConfig:
     precision: Precision = MISSING
@@ -138,6 +151,8 @@ class Config:
     train: TrainConfig = MISSING
     data_dir: str | None = None
     out_dir: str = MISSING
+    mode: Mode = MISSING
+    retrain: RetrainConfig = MISSING
     seed: int = MISSING
 
 
@@ -206,5 +221,7 @@ def validate(cfg) -> None:
             raise ConfigError(f"task.{key}={n}; need null (all) or an integer >= 1")
     if cfg.pruner.get("_target_") not in PRUNERS:
         raise ConfigError(f"pruner._target_={cfg.pruner.get('_target_')}; allowed: {sorted(PRUNERS)}")
+    if cfg.retrain.seeds < 1:
+        raise ConfigError(f"retrain.seeds={cfg.retrain.seeds}; need an integer >= 1")
     if cfg.train.eval_batch_size < 1 or cfg.train.log_every < 1:
         raise ConfigError("train.eval_batch_size and train.log_every must be >= 1")

@@ -70,6 +70,15 @@ def read_local(root: Path, name: str, split: str) -> datasets.Dataset:
     return datasets.Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
 
 
+def load_test_split(task, data_dir: str | None):
+    """The task's unlabelled test split (labels -1), whole and in order, with its `idx` column."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    source = str(Path(data_dir).resolve()) if data_dir else GLUE_HUB
+    return datasets.load_dataset(source, task.name, split=task.test_split)
+
+
 def subsample(split, n: int | None, seed: int):
     """The first n of a seeded shuffle, so every trial and every run sees the same examples."""
     if n is None or n >= len(split):

@@ -71,9 +71,11 @@ def make_optimizer(optimizer_fn, model, lr: float, device: torch.device):
 def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, warmup_ratio: float,
           precision: str, metric_names, seed: int, on_epoch_end: Callable[[int, dict], None],
           checkpoint: Path | None = None, resume: Path | None = None, log_every: int = 50,
-          progress: bool = True, cpu_fastpath: bool = True, compile_model: bool = False) -> list[dict]:
+          progress: bool = True, cpu_fastpath: bool = True, compile_model: bool = False,
+          on_train_end: Callable[[torch.nn.Module], None] | None = None) -> list[dict]:
     """Train `model` for hp.epochs and return the per-epoch metrics. With `checkpoint`, the state after
-    each epoch is saved under it; with `resume`, training continues from that saved state."""
+    each epoch is saved under it; with `resume`, training continues from that saved state. After the last
+    epoch, the main process hands the trained (unwrapped) model to `on_train_end`, e.g. to export it."""
     accelerator = get_accelerator(precision)
     set_seed(seed)
     sampler = train_dl.batch_sampler  # kept: prepare() may wrap it, set_epoch must reach it
@@ -103,6 +105,8 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
             if checkpoint is not None:
                 save_checkpoint(accelerator, checkpoint, history)
             on_epoch_end(epoch, metrics)
+        if on_train_end is not None and accelerator.is_main_process:
+            on_train_end(accelerator.unwrap_model(model))
         return history
     finally:
         accelerator.free_memory()

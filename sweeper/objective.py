@@ -9,10 +9,12 @@ from pathlib import Path
 import optuna
 import torch
 from hydra.utils import instantiate
+from optuna.trial import TrialState
 
 from sweeper import checkpoints
 from sweeper.batching import get_dataloaders
 from sweeper.data import load_task
+from sweeper.export import export_if_better
 from sweeper.loop import Hparams, pad_multiple, resolve_precision, train
 from sweeper.metrics import trivial_value
 from sweeper.model import fresh_model, load_template
@@ -44,6 +46,7 @@ class Objective:
     def __init__(self, cfg, study_dir: Path):
         self.cfg = cfg
         self.checkpoint_root = study_dir / "checkpoints"
+        self.best_model = study_dir / "best-model"
         self.precision = resolve_precision(cfg.train.precision.value)
         self.data = load_task(cfg.task, cfg.model.path, cfg.data_dir, cfg.seed)
         self.template = load_template(cfg.model, cfg.task.num_labels, cfg.seed)
@@ -81,24 +84,53 @@ class Objective:
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
         retried = frozen.system_attrs.get("retry_history", [])
         resume = checkpoints.claim(self.checkpoint_root, trial.number, retried) if retried else None
-        if resume is not None:
-            self.restore_reports(trial, frozen, checkpoints.read_progress(resume)["history"])
+        resumed = checkpoints.read_progress(resume)["history"] if resume is not None else []
+        if resumed:
+            self.restore_reports(trial, frozen, resumed)
         log.info("trial %d: lr=%.3g epochs=%d batch_size=%d%s", trial.number, hp.lr, hp.epochs,
                  hp.batch_size, f" (retries trial {retried[-1]})" if retried else "")
+        # The last epoch's metrics, for the export; a retry whose predecessor died after its last
+        # checkpoint trains no epoch and has only the checkpoint's.
+        objective, last = cfg.task.objective, dict(resumed[-1]) if resumed else {}
+
+        def on_epoch_end(epoch: int, metrics: dict) -> None:
+            last.update(metrics)
+            report_epoch(trial, objective, epoch, metrics)
+
+        history = self.fit(hp, cfg.seed, on_epoch_end,
+                           on_train_end=lambda model: self.export_best(trial, model, last[objective]),
+                           checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number), resume=resume)
+        return history[-1][objective]
+
+    def fit(self, hp: Hparams, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None):
+        """One training run on the study's data and template: a trial's, or a retrain seed's."""
+        cfg = self.cfg
         train_dl, eval_dl = get_dataloaders(
-            self.data, hp.batch_size, cfg.train.eval_batch_size, cfg.seed,
+            self.data, hp.batch_size, cfg.train.eval_batch_size, seed,
             cfg.train.group_by_length, pad_multiple(self.precision))
-        objective = cfg.task.objective
-        history = train(
+        return train(
             fresh_model(self.template), train_dl, eval_dl, hp,
             optimizer_fn=self.optimizer_fn, scheduler_fn=self.scheduler_fn,
             warmup_ratio=cfg.optimizer.warmup_ratio, precision=self.precision,
-            metric_names=list(cfg.task.metrics), seed=cfg.seed,
-            on_epoch_end=lambda epoch, m: report_epoch(trial, objective, epoch, m),
-            checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number),
-            resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
-            cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile)
-        return history[-1][objective]
+            metric_names=list(cfg.task.metrics), seed=seed, on_epoch_end=on_epoch_end,
+            checkpoint=checkpoint, resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
+            cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile, on_train_end=on_train_end)
+
+    def export_best(self, trial: optuna.Trial, model, value: float) -> None:
+        """Export the trial's model if it beats the one exported so far. That one counts only while its
+        trial is complete with that value, or still running (exports come just before a trial completes);
+        a dead worker's or an older study's does not."""
+        def is_current(marker: dict) -> bool:
+            t = next((t for t in trial.study.get_trials(deepcopy=False) if t.number == marker.get("trial")), None)
+            return t is not None and (t.state == TrialState.RUNNING or
+                                      (t.state == TrialState.COMPLETE and t.value == marker["value"]))
+
+        record = {"study": self.cfg.study.name, "trial": trial.number, "value": value,
+                  "objective": self.cfg.task.objective, "params": trial.params}
+        if export_if_better(model, self.data.tokenizer, list(self.cfg.task.label_names), self.best_model,
+                            record, is_current):
+            log.info("trial %d: %s=%.4f, the best so far: model written to %s", trial.number,
+                     self.cfg.task.objective, value, self.best_model)
 
     def restore_reports(self, trial: optuna.Trial, frozen, history: list[dict]) -> None:
         """A resumed trial holds the intermediate values its predecessor reported (inherited by the

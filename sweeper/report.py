@@ -1,9 +1,12 @@
-"""The end of a study: counts, best value and parameters, every trial as CSV, the dashboard command."""
+"""The end of a study: counts, best value and parameters, every trial as CSV, the configuration that
+reproduces the best trial (best.yaml), a self-contained HTML report, the dashboard command."""
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeper.definition import write_csv
@@ -11,20 +14,104 @@ from sweeper.definition import write_csv
 log = logging.getLogger(__name__)
 
 
-def summarize(study, study_cfg, study_dir: Path) -> float | None:
-    """Log the study's outcome, write its trials to <study_dir>/trials.csv; returns the best value."""
+def summarize(study, cfg, study_dir: Path) -> float | None:
+    """Log the study's outcome and write trials.csv, best.yaml and report.html; returns the best value."""
+    study_cfg = cfg.study
     trials = study.get_trials(deepcopy=False)
     n = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     log.info("study %s: %d complete, %d pruned, %d failed (study.n_trials=%d finished wanted)",
              study_cfg.name, n[TrialState.COMPLETE], n[TrialState.PRUNED], n[TrialState.FAIL], study_cfg.n_trials)
     best = None
+    study_dir.mkdir(parents=True, exist_ok=True)
     if n[TrialState.COMPLETE]:
         best = study.best_trial
         log.info("best value %.4f (trial %d), params %s", best.value, best.number, best.params)
-    study_dir.mkdir(parents=True, exist_ok=True)
+        if (study_dir / "best-model").is_dir():
+            log.info("best model: %s", study_dir / "best-model")
+        log.info("best config: %s (python -m sweeper +%s=best)", write_best_config(cfg, best, study_dir),
+                 study_cfg.name)
     csv = study_dir / "trials.csv"
     study.trials_dataframe().to_csv(csv, index=False)
     log.info("trials: %s", csv)
     write_csv(study.user_attrs, study_dir / "study.csv")  # its definition, versions, accepted changes
+    log.info("report: %s", write_report(study, study_dir / "report.html"))
     log.info("dashboard: optuna-dashboard %s", study_cfg.storage)
     return None if best is None else best.value
+
+
+def best_overrides(cfg, params: dict) -> list[str]:
+    """Command-line overrides that rerun exactly `params` on this study's task, model and data."""
+    task = cfg.task
+    return [f"task={task.name}", f"model={cfg.model.name}", f"optimizer={cfg.optimizer.name}",
+            f"task.max_train_samples={null(task.max_train_samples)}",
+            f"task.max_eval_samples={null(task.max_eval_samples)}", f"seed={cfg.seed}",
+            f"search.lr.low={params['lr']!r}", f"search.lr.high={params['lr']!r}",
+            f"search.epochs.low={params['epochs']}", f"search.epochs.high={params['epochs']}",
+            f"search.batch_size=[{params['batch_size']}]", "search.enqueue_reference=false",
+            "study.n_trials=1", f"study.name={cfg.study.name}-best"]
+
+
+def null(value) -> str:
+    return "null" if value is None else str(value)
+
+
+def write_best_config(cfg, best, study_dir: Path) -> Path:
+    """best.yaml: a Hydra config (`+<study>=best`, found through hydra.searchpath) whose values are the
+    overrides of best_overrides; the same overrides are in its header, for a command line."""
+    overrides = best_overrides(cfg, best.params)
+    groups = [o.split("=", 1) for o in overrides[:3]]
+    values = OmegaConf.from_dotlist(overrides[3:])
+    head = (f"# @package _global_\n# {cfg.study.name}: trial {best.number}, {cfg.task.objective}={best.value:.4f}; "
+            f"rerun it as a one-trial study {cfg.study.name}-best:\n#   python -m sweeper +{cfg.study.name}=best\n"
+            f"#   python -m sweeper {' '.join(overrides)}\n")
+    defaults = "defaults:\n" + "".join(f"  - override /{g}: {v}\n" for g, v in groups)
+    path = study_dir / "best.yaml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(head + defaults + OmegaConf.to_yaml(values))
+    tmp.rename(path)
+    return path
+
+
+def figures(study) -> list[tuple[str, object]]:
+    """Optuna's own plots; a plot its trials cannot support yet (e.g. importances before two complete
+    trials) is named with the reason instead."""
+    from optuna import visualization as vis
+
+    complete = len(study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]))
+    plots = [("Optimization history", vis.plot_optimization_history),
+             ("Learning curves (intermediate values)", vis.plot_intermediate_values),
+             ("Parameter importances", vis.plot_param_importances if complete >= 2 else None),
+             ("Parallel coordinates", vis.plot_parallel_coordinate), ("Slices", vis.plot_slice)]
+    out = []
+    for title, plot in plots:
+        if plot is None:
+            out.append((title, "needs at least 2 complete trials"))
+            continue
+        try:
+            out.append((title, plot(study)))
+        except Exception as e:  # a plot must not cost the study its report
+            out.append((title, f"not available: {e}"))
+    return out
+
+
+def write_report(study, path: Path) -> Path:
+    """report.html: plotly.js inlined once, so the page opens offline; plots, then the trials table."""
+    from plotly.offline import get_plotlyjs
+
+    attrs = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                    for k, v in study.user_attrs.items() if not isinstance(v, (dict, list)))
+    parts = [f"<h1>{html.escape(study.study_name)}</h1>", f"<table>{attrs}</table>"]
+    for title, fig in figures(study):
+        body = f"<p>{html.escape(fig)}</p>" if isinstance(fig, str) else fig.to_html(
+            full_html=False, include_plotlyjs=False)
+        parts.append(f"<h2>{html.escape(title)}</h2>{body}")
+    table = study.trials_dataframe().drop(columns=["system_attrs"], errors="ignore")
+    parts.append(f"<h2>Trials</h2>{table.to_html(index=False, na_rep='')}")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(study.study_name)}</title>"
+            f"<script>{get_plotlyjs()}</script><style>body{{font-family:sans-serif;margin:2em}}"
+            f"table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px}}</style>"
+            f"</head><body>{''.join(parts)}</body></html>")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.rename(path)
+    return path

@@ -3,7 +3,9 @@ finished (complete + pruned) ones. Knows trials and storage, nothing of tensors.
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -30,6 +32,8 @@ def load_study(storage, cfg) -> optuna.Study:
     sampler and pruner are rebuilt from the config either way."""
     study = defined_study(storage, cfg, instantiate(cfg.pruner))
     n = len(study.get_trials(deepcopy=False))
+    if study.metric_names != [cfg.task.objective]:
+        study.set_metric_names([cfg.task.objective])  # optuna-dashboard then says "f1", not "Objective 0"
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(cfg.seed, cfg.study.name, n),
                                                n_startup_trials=cfg.study.startup_trials)
     ref, space = cfg.search.reference, cfg.search
@@ -66,8 +70,29 @@ def run_study(cfg) -> float | None:
     else:
         from sweeper.objective import Objective  # torch and transformers load only when there is work
 
-        run_trials(study, Objective(cfg, study_dir), cfg, study_dir / "checkpoints")
-    return summarize(study, cfg.study, study_dir)
+        objective = Objective(cfg, study_dir)
+        describe(study, cfg, len(objective.data.train), len(objective.data.eval))
+        run_trials(study, objective, cfg, study_dir / "checkpoints")
+    return summarize(study, cfg, study_dir)
+
+
+def describe(study: optuna.Study, cfg, train_size: int, eval_size: int) -> None:
+    """What the dashboard shows beside the trials: which task, model and data, and how it was run."""
+    from hydra.core.hydra_config import HydraConfig
+
+    s = cfg.search
+    # The job's own overrides (one job of a multirun); in-process callers (tests) get their own argv.
+    command = ("python -m sweeper " + " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized()
+               else shlex.join(sys.argv))
+    # The task and model themselves are in the study's definition (sweeper/definition.py).
+    attrs = {"train_size": train_size, "eval_size": eval_size,
+             "search_space": f"lr log-uniform [{s.lr.low:g}, {s.lr.high:g}], epochs [{s.epochs.low}, "
+                             f"{s.epochs.high}], batch_size {list(s.batch_size)}",
+             "command": command,
+             "best_model": str((Path(cfg.out_dir) / cfg.study.name / "best-model").resolve())}
+    for key, value in attrs.items():
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
 
 
 def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> None:

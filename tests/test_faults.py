@@ -62,7 +62,8 @@ def test_interrupt_fails_the_trial_queues_it_and_resume_continues(tmp_path, glue
 
 
 def test_sigkill_mid_epoch_is_retried_from_its_checkpoint(tmp_path, glue_dir):
-    storage, command = f"sqlite:///{tmp_path}/s.db", args(tmp_path, glue_dir, "study.n_trials=2")
+    storage = f"sqlite:///{tmp_path}/s.db"
+    command = args(tmp_path, glue_dir, "study.n_trials=2", "study.keep_checkpoints=best")
     ckpt = tmp_path / "mrpc-tiny" / "checkpoints" / "trial-0"
     proc = cli_popen(*command)
     # The trial's second epoch has started once its first is checkpointed and reported.

@@ -1,0 +1,100 @@
+"""mode=retrain: a study's best parameters trained again with retrain.seeds seeds, on the same data and
+template through the same loop; mean and spread of the objective next to the trial's value, the best
+seed's model exported, and its predictions for the task's test split in GLUE's submission format."""
+from __future__ import annotations
+
+import logging
+import statistics
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from sweeper.config import ConfigError
+from sweeper.storage import open_storage, sqlite_path
+
+log = logging.getLogger(__name__)
+
+
+def find_study(cfg) -> optuna.Study:
+    """The study to retrain, or a ConfigError naming it and the studies the storage holds. Reads only."""
+    name, url = cfg.study.name, cfg.study.storage
+    path = sqlite_path(url)
+    if path is not None and not path.exists():  # opening it would create an empty database
+        raise ConfigError(f"study.name={name}: study.storage={url} does not exist; allowed: the storage "
+                          "of a sweep that ran, e.g. the default sqlite:///outputs/sweeper.db")
+    storage = open_storage(cfg.study)
+    studies = {s.study_name: s for s in storage.get_all_studies()}
+    if name not in studies:
+        raise ConfigError(f"study.name={name} is not in {url}; studies there: {', '.join(sorted(studies)) or 'none'}")
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+        states = ", ".join(f"{n} {'failed' if s == TrialState.FAIL else s.name.lower()}"
+                           for s, n in counts.items() if n) or "no trials"
+        raise ConfigError(f"study.name={name} has no complete trial to retrain ({states}); run its sweep first: "
+                          f"python -m sweeper task={cfg.task.name} model={cfg.model.name}")
+    return study
+
+
+def run_retrain(cfg) -> float:
+    """Retrain the best trial's parameters with seeds seed, seed+1, ...; returns the objective's mean."""
+    from transformers import AutoModelForSequenceClassification
+
+    from sweeper.export import export
+    from sweeper.loop import Hparams
+    from sweeper.objective import Objective
+
+    study = find_study(cfg)
+    best, objective_name = study.best_trial, cfg.task.objective
+    hp = Hparams(lr=best.params["lr"], epochs=best.params["epochs"], batch_size=best.params["batch_size"])
+    study_dir = Path(cfg.out_dir) / cfg.study.name
+    out = study_dir / "retrain"
+    objective = Objective(cfg, study_dir)  # data tokenized and weights read once, for every seed
+    rows, labels, trained = [], list(cfg.task.label_names), {}
+    for seed in range(cfg.seed, cfg.seed + cfg.retrain.seeds):
+        log.info("retrain %s, trial %d's parameters, seed %d: lr=%.3g epochs=%d batch_size=%d",
+                 cfg.study.name, best.number, seed, hp.lr, hp.epochs, hp.batch_size)
+        history = objective.fit(hp, seed, on_epoch_end=lambda epoch, metrics: None,
+                                on_train_end=lambda model: trained.update(model=model))
+        row = {"seed": seed, **{m: history[-1][m] for m in cfg.task.metrics},
+               "train_seconds": sum(h["train_seconds"] for h in history)}
+        if not rows or row[objective_name] > max(r[objective_name] for r in rows):
+            export(trained["model"], objective.data.tokenizer, labels, out / "best-model",
+                   {"study": cfg.study.name, "trial": best.number, "seed": seed, "value": row[objective_name]})
+        rows.append(row)
+        trained.clear()
+        objective.release()
+    values = [r[objective_name] for r in rows]
+    result = {"trial": best.number, "trial_value": best.value, "seeds": [r["seed"] for r in rows], "values": values,
+              "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+              "best_model": str((out / "best-model").resolve())}
+    model = AutoModelForSequenceClassification.from_pretrained(out / "best-model")  # what a user loads
+    result["predictions"] = str(write_predictions(cfg, model, objective.data.tokenizer, out).resolve())
+    pd.DataFrame(rows).to_csv(study_dir / "retrain.csv", index=False)
+    study.set_user_attr("retrain", result)
+    print(f"retrain {cfg.study.name}: trial {best.number} had {objective_name}={best.value:.4f}; over "
+          f"{len(values)} seeds {result['mean']:.4f} +- {result['std']:.4f} ({', '.join(f'{v:.4f}' for v in values)})\n"
+          f"  best seed's model: {out / 'best-model'}\n  test predictions: {result['predictions']}\n"
+          f"  per seed: {study_dir / 'retrain.csv'}", flush=True)
+    return result["mean"]
+
+
+def write_predictions(cfg, model, tokenizer, out: Path) -> Path:
+    """The test split's predictions as GLUE's submission TSV: `index` and `prediction` (label names)."""
+    from sweeper.data import load_test_split, tokenize
+    from sweeper.export import label_maps
+    from sweeper.predict import predict
+
+    raw = load_test_split(cfg.task, cfg.data_dir)
+    ids = predict(model, tokenize(raw, tokenizer, cfg.task.text_columns, cfg.task.max_length), tokenizer,
+                  cfg.train.eval_batch_size)
+    id2label, _ = label_maps(list(cfg.task.label_names), cfg.task.num_labels)
+    path = out / cfg.task.submission_file
+    tmp = path.with_suffix(".tmp")
+    table = pd.DataFrame({"index": raw["idx"], "prediction": [id2label[int(i)] for i in ids]})
+    table.to_csv(tmp, sep="\t", index=False)
+    tmp.rename(path)
+    return path
