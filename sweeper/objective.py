@@ -11,9 +11,10 @@ import torch
 from hydra.utils import instantiate
 
 from sweeper import checkpoints
-from sweeper.batching import get_dataloaders
+from sweeper.batching import get_dataloaders, get_extra_eval_dataloaders
 from sweeper.data import load_task
 from sweeper.loop import Hparams, pad_multiple, resolve_precision, train
+from sweeper.metrics import objectives
 from sweeper.model import fresh_model, load_template
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,12 @@ def suggest(trial: optuna.Trial, search) -> Hparams:
 
 
 def report_epoch(trial: optuna.Trial, objective: str, epoch: int, metrics: dict) -> None:
-    """Store the epoch's metrics on the trial, report the objective, and prune if the pruner says so."""
+    """Store the epoch's metrics on the trial, report the objective, and prune if the pruner says so
+    (single-objective studies only: Optuna neither takes reports nor prunes in multi-objective ones)."""
     for name, value in metrics.items():
         trial.set_user_attr(name, value)
+    if len(trial.study.directions) > 1:
+        return
     trial.report(metrics[objective], epoch)
     if trial.should_prune():
         raise optuna.TrialPruned(f"{objective}={metrics[objective]:.4f} at epoch {epoch}")
@@ -48,8 +52,9 @@ class Objective:
         self.optimizer_fn = instantiate(cfg.optimizer.optimizer)
         self.scheduler_fn = instantiate(cfg.optimizer.scheduler)
         self.trial: optuna.Trial | None = None  # the running trial, for the interrupt handler
+        self.objectives = objectives(cfg.task, cfg.study)
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.trial = trial
         try:
             return self.run(trial)
@@ -71,7 +76,7 @@ class Objective:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def run(self, trial: optuna.Trial) -> float:
+    def run(self, trial: optuna.Trial) -> float | list[float]:
         cfg = self.cfg
         hp = suggest(trial, cfg.search)
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
@@ -84,7 +89,9 @@ class Objective:
         train_dl, eval_dl = get_dataloaders(
             self.data, hp.batch_size, cfg.train.eval_batch_size, cfg.seed,
             cfg.train.group_by_length, pad_multiple(self.precision))
-        objective = cfg.task.objective
+        objective = self.objectives[0]  # the one reported for pruning (single-objective studies)
+        extra_eval = get_extra_eval_dataloaders(self.data, cfg.train.eval_batch_size, cfg.train.group_by_length,
+                                                pad_multiple(self.precision))
         history = train(
             fresh_model(self.template), train_dl, eval_dl, hp,
             optimizer_fn=self.optimizer_fn, scheduler_fn=self.scheduler_fn,
@@ -93,13 +100,15 @@ class Objective:
             on_epoch_end=lambda epoch, m: report_epoch(trial, objective, epoch, m),
             checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number),
             resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
-            cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile)
-        return history[-1][objective]
+            cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile,
+            regression=cfg.task.num_labels == 1, extra_eval=extra_eval)
+        values = [history[-1][name] for name in self.objectives]
+        return values[0] if len(values) == 1 else values
 
     def restore_reports(self, trial: optuna.Trial, frozen, history: list[dict]) -> None:
         """A resumed trial holds the intermediate values its predecessor reported (inherited by the
         retry); report those the checkpoint has and the predecessor died before reporting."""
-        for metrics in history:
+        for metrics in history if len(self.objectives) == 1 else []:
             if metrics["epoch"] not in frozen.intermediate_values:
-                trial.report(metrics[self.cfg.task.objective], metrics["epoch"])
+                trial.report(metrics[self.objectives[0]], metrics["epoch"])
         trial.set_user_attr("resumed_at_epoch", len(history))

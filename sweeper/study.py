@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from hydra.utils import instantiate
 from optuna.trial import TrialState
 
 from sweeper import checkpoints
+from sweeper.config import ConfigError
+from sweeper.metrics import direction, objectives
 from sweeper.report import summarize
 from sweeper.storage import open_storage
 
@@ -25,9 +28,24 @@ class SweepStopped(RuntimeError):
 
 
 def load_study(storage, cfg) -> optuna.Study:
-    """Create the study or load it; sampler and pruner are rebuilt from the config either way."""
-    study = optuna.create_study(storage=storage, study_name=cfg.study.name, direction="maximize",
-                                load_if_exists=True, pruner=instantiate(cfg.pruner))
+    """Create the study or load it; sampler and pruner are rebuilt from the config either way.
+    Each objective's direction follows its metric (mse, loss, seconds: minimize)."""
+    names = objectives(cfg.task, cfg.study)
+    directions = [direction(n) for n in names]
+    pruner = instantiate(cfg.pruner)
+    if len(names) > 1 and not isinstance(pruner, optuna.pruners.NopPruner):
+        log.warning("pruner %s is off: Optuna does not prune multi-objective studies (study.objectives=%s); "
+                    "every trial runs all its epochs", type(pruner).__name__, names)
+    study = optuna.create_study(storage=storage, study_name=cfg.study.name, directions=directions,
+                                load_if_exists=True, pruner=pruner)
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:
+        raise ConfigError(f"study.objectives={names} ({', '.join(directions)}): study {cfg.study.name} was created "
+                          f"to {', '.join(stored)}; allowed: the same objectives, or a new study.name")
+    if len(names) > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)  # optuna-dashboard labels the axes with these
     n = len(study.get_trials(deepcopy=False))
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(cfg.seed, cfg.study.name, n),
                                                n_startup_trials=cfg.study.startup_trials)
@@ -74,7 +92,8 @@ def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> No
 
     def keep_checkpoints(study, trial) -> None:
         trials = study.get_trials(deepcopy=False)
-        best = study.best_trial.number if count(trials, [TrialState.COMPLETE]) else None
+        # A multi-objective study has no one best trial: keep the checkpoints of its Pareto front.
+        best = {t.number for t in study.best_trials} if count(trials, [TrialState.COMPLETE]) else set()
         checkpoints.prune(checkpoint_root, trials, best, cfg.study.keep_checkpoints.value)
 
     while True:
