@@ -52,7 +52,7 @@ def split_files(source: Source, task, split: str) -> list[Path]:
                               f"layout (set GLUE_DIR or data_dir=), or data_dir=null for the Hub")
         present = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.parquet"))) or ["none"]
         raise ConfigError(f"{source.where} has no {task.name}/{split}-*.parquet; tasks there: {', '.join(present)}; "
-                          f"allowed: a copy that holds {task.name}, or data_dir=null to read {GLUE_HUB} from the Hub")
+                          f"allowed: a copy that holds {task.name}, or data_dir=null ({GLUE_HUB} from the Hub)")
     if not d.is_dir():
         raise ConfigError(f"{source.where}{f' task.subset={task.subset}' if task.subset else ''}: {d} is not a "
                           "directory; allowed: a directory of <split>-*.parquet or <split>.parquet files")
@@ -70,11 +70,15 @@ def check(task, data_dir: str | None) -> None:
         return
     for split in splits(task):
         files = split_files(source, task, split)
-        columns = pq.read_schema(files[0]).names
-        labels = None
-        if task.label_column in columns:
-            labels = np.concatenate([pq.read_table(f, columns=[task.label_column]).column(0).to_numpy()
-                                     for f in files])
+        try:
+            columns = pq.read_schema(files[0]).names
+            labels = None
+            if task.label_column in columns:
+                labels = np.concatenate([pq.read_table(f, columns=[task.label_column]).column(0).to_numpy()
+                                         for f in files])
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise ConfigError(f"{source.where}: {files[0].parent} holds a {split} file that is not readable "
+                              f"parquet ({str(e).splitlines()[0]}); allowed: parquet files") from None
         check_split(task, f"{source.where} split {split}", split, columns, labels)
 
 
