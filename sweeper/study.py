@@ -93,7 +93,10 @@ def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> No
     def keep_checkpoints(study, trial) -> None:
         trials = study.get_trials(deepcopy=False)
         # A multi-objective study has no one best trial: keep the checkpoints of its Pareto front.
-        best = {t.number for t in study.best_trials} if count(trials, [TrialState.COMPLETE]) else set()
+        best = set()
+        if count(trials, [TrialState.COMPLETE]):
+            multi = len(study.directions) > 1  # best_trials of one objective would be every tie
+            best = {t.number for t in study.best_trials} if multi else {study.best_trial.number}
         checkpoints.prune(checkpoint_root, trials, best, cfg.study.keep_checkpoints.value)
 
     while True:
