@@ -50,9 +50,19 @@ def get_dataloaders(data, batch_size: int, eval_batch_size: int, seed: int,
     collate = DataCollatorWithPadding(data.tokenizer, pad_to_multiple_of=pad_to_multiple_of)
     train = DataLoader(data.train, collate_fn=collate,
                        batch_sampler=ShuffledBatches(data.train_lengths, batch_size, seed, group_by_length))
+    return train, eval_dataloader(data.eval, data.eval_lengths, collate, eval_batch_size, group_by_length)
+
+
+def get_extra_eval_dataloaders(data, eval_batch_size: int, group_by_length: bool,
+                               pad_to_multiple_of: int | None) -> dict[str, DataLoader]:
+    """One evaluation dataloader per extra evaluation split (MNLI's mismatched validation)."""
+    collate = DataCollatorWithPadding(data.tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+    return {split: eval_dataloader(d, lengths, collate, eval_batch_size, group_by_length)
+            for split, (d, lengths) in data.extra_evals.items()}
+
+
+def eval_dataloader(split, lengths, collate, eval_batch_size: int, group_by_length: bool) -> DataLoader:
     # Evaluation order does not change the metrics, so sort by length to pad as little as possible.
-    order = np.argsort(-data.eval_lengths, kind="stable") if group_by_length else np.arange(len(data.eval))
-    evaluation = DataLoader(data.eval, collate_fn=collate, batch_size=eval_batch_size,
-                            sampler=order.tolist())
-    return train, evaluation
+    order = np.argsort(-lengths, kind="stable") if group_by_length else np.arange(len(split))
+    return DataLoader(split, collate_fn=collate, batch_size=eval_batch_size, sampler=order.tolist())
 

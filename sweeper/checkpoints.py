@@ -51,9 +51,10 @@ def claim(root: Path, number: int, retried: list[int]) -> Path | None:
     return None
 
 
-def prune(root: Path, trials, best: int | None, keep: str) -> list[int]:
+def prune(root: Path, trials, best: set[int], keep: str) -> list[int]:
     """Delete checkpoints no one needs: keep running or queued trials' (and those they retry),
-    and per `keep` the best finished trial's, every finished trial's, or none. Returns the deleted."""
+    and per `keep` the best finished trials' (the Pareto front of a multi-objective study), every
+    finished trial's, or none. Returns the deleted."""
     from optuna.trial import TrialState
 
     states = {t.number: t.state for t in trials}
@@ -66,7 +67,7 @@ def prune(root: Path, trials, best: int | None, keep: str) -> list[int]:
         n = int(d.name.split("-")[1])
         state = states.get(n)
         finished = state in (TrialState.COMPLETE, TrialState.PRUNED)
-        if state is None or n in pending or (keep == "all" and finished) or (keep == "best" and n == best):
+        if state is None or n in pending or (keep == "all" and finished) or (keep == "best" and n in best):
             continue
         shutil.rmtree(d, ignore_errors=True)
         deleted.append(n)

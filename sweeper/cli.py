@@ -33,8 +33,7 @@ def check(cfg) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError("train.precision=fp16 needs a CUDA GPU; allowed here: auto, bf16, no")
-    if cfg.data_dir:
-        check_local_copy(cfg.data_dir, cfg.task)
+    check_local_copy(cfg.data_dir, cfg.task)  # files, columns, labels of a local source; the Hub's: when loaded
     if cfg.mode.value == "retrain":
         from sweeper.retrain import find_study
 

@@ -17,13 +17,17 @@ class ConfigError(ValueError):
 
 @dataclass
 class TaskConfig:
-    name: str = MISSING  # the GLUE config name: mrpc, sst2, ...
+    name: str = MISSING  # the GLUE config name (mrpc, sst2, ...), or any name for another dataset
     text_columns: list[str] = MISSING  # one column, or a sentence pair
-    num_labels: int = 2
-    objective: str = MISSING  # the metric the study maximizes
+    num_labels: int = 2  # 1 = regression (one output, MSE loss, float labels)
+    objective: str = MISSING  # the metric the study optimizes (its direction follows the metric)
     metrics: list[str] = field(default_factory=lambda: ["accuracy", "f1"])
     train_split: str = "train"
     eval_split: str = "validation"
+    extra_eval_splits: list[str] = field(default_factory=list)  # also evaluated, stored as <split>_<metric>
+    dataset: str | None = None  # null = GLUE (data_dir or the Hub); a path (/, ./, ../, ~) or a Hub id
+    subset: str | None = None  # the dataset's config: a Hub config name, or the local subdirectory
+    label_column: str = "label"
     max_train_samples: int | None = None  # null = all
     max_eval_samples: int | None = None
     max_length: int | None = None  # truncation; null = the tokenizer's limit
@@ -110,6 +114,7 @@ class StudyConfig:
     max_failed_fraction: float = MISSING
     keep_checkpoints: KeepCheckpoints = MISSING
     accept: list[str] = field(default_factory=list)  # defining keys a resume may change (sweeper/definition.py)
+    objectives: list[str] = field(default_factory=list)  # empty = task.objective; two or more = multi-objective
 
 
 class Precision(str, Enum):
@@ -208,13 +213,7 @@ def validate(cfg) -> None:
             f"study.heartbeat_interval={st.heartbeat_interval} grace_period={st.grace_period};"
             " need 1 <= heartbeat_interval < grace_period"
         )
-    if cfg.task.objective not in cfg.task.metrics:
-        raise ConfigError(
-            f"task.objective={cfg.task.objective}; allowed: one of task.metrics {list(cfg.task.metrics)}"
-        )
-    unknown = set(cfg.task.metrics) - {"accuracy", "f1"}
-    if unknown:
-        raise ConfigError(f"task.metrics has {sorted(unknown)}; allowed: accuracy, f1")
+    validate_metrics(cfg.task, st)
     for key in ("max_train_samples", "max_eval_samples"):
         n = cfg.task[key]
         if n is not None and n < 1:
@@ -225,3 +224,29 @@ def validate(cfg) -> None:
         raise ConfigError(f"retrain.seeds={cfg.retrain.seeds}; need an integer >= 1")
     if cfg.train.eval_batch_size < 1 or cfg.train.log_every < 1:
         raise ConfigError("train.eval_batch_size and train.log_every must be >= 1")
+
+
+def validate_metrics(task, study) -> None:
+    """Metrics exist and suit the task (regression or classes); objectives are among what a trial stores."""
+    from sweeper.metrics import METRICS, REGRESSION, measured
+
+    if task.num_labels < 1:
+        raise ConfigError(f"task.num_labels={task.num_labels}; allowed: 1 (regression) or the number of classes")
+    allowed = sorted(REGRESSION) if task.num_labels == 1 else sorted(set(METRICS) - REGRESSION)
+    if task.num_labels > 2:
+        allowed.remove("f1")  # GLUE's F1 is of the positive class: binary tasks only
+    bad = [m for m in task.metrics if m not in allowed]
+    if bad or not task.metrics:
+        kind = "a regression (num_labels=1)" if task.num_labels == 1 else f"{task.num_labels} classes"
+        raise ConfigError(f"task.metrics={list(task.metrics)}: {bad or 'empty'} not for {kind}; "
+                          f"allowed: {', '.join(allowed)}")
+    if task.objective not in task.metrics:
+        raise ConfigError(
+            f"task.objective={task.objective}; allowed: one of task.metrics {list(task.metrics)}"
+        )
+    known = measured(task)
+    for name in study.objectives:
+        if name not in known:
+            raise ConfigError(f"study.objectives has {name}; allowed: {', '.join(known)}")
+    if len(set(study.objectives)) != len(study.objectives):
+        raise ConfigError(f"study.objectives={list(study.objectives)} names one twice; allowed: distinct names")

@@ -2,20 +2,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweeper.config import ConfigError
+from sweeper import source
 
 if TYPE_CHECKING:  # imported lazily: the CLI checks its input before loading these
     import datasets
     import transformers
 
 log = logging.getLogger(__name__)
-GLUE_HUB = "nyu-mll/glue"
 MODEL_COLUMNS = ("input_ids", "token_type_ids", "attention_mask", "labels")
 
 
@@ -26,57 +24,30 @@ class TaskData:
     train_lengths: np.ndarray  # tokens per example, for length-grouped batches
     eval_lengths: np.ndarray
     tokenizer: transformers.PreTrainedTokenizerBase
+    extra_evals: dict = field(default_factory=dict)  # split -> (tokenized split, lengths): task.extra_eval_splits
 
 
 def check_local_copy(data_dir: str, task) -> None:
-    """Fail early, naming what is missing, when a local GLUE copy lacks the task's files."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise ConfigError(f"data_dir={data_dir} is not a directory; allowed: a local GLUE copy in the "
-                          f"{GLUE_HUB} layout (set GLUE_DIR or data_dir=), or data_dir=null for the Hub")
-    for split in (task.train_split, task.eval_split):
-        if not any((root / task.name).glob(f"{split}-*.parquet")):
-            present = sorted(p.name for p in root.iterdir() if any(p.glob("*.parquet"))) or ["none"]
-            raise ConfigError(f"data_dir={data_dir} has no {task.name}/{split}-*.parquet; "
-                              f"tasks there: {', '.join(present)}")
+    """Fail early, naming what is missing, when a local copy lacks the task's files or they do not fit it."""
+    source.check(task, data_dir)
 
 
 def load_splits(task, data_dir: str | None, seed: int):
-    """The task's train and evaluation splits, deterministically subsampled."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    if data_dir is not None:
-        check_local_copy(data_dir, task)
-    if data_dir is not None:
-        train, evaluation = (read_local(Path(data_dir), task.name, s) for s in (task.train_split, task.eval_split))
-    else:
-        raw = datasets.load_dataset(GLUE_HUB, task.name)  # the Hub's files are versioned: its cache is sound
-        train, evaluation = raw[task.train_split], raw[task.eval_split]
-    return (subsample(train, task.max_train_samples, seed),
-            subsample(evaluation, task.max_eval_samples, seed))
-
-
-def read_local(root: Path, name: str, split: str) -> datasets.Dataset:
-    """One split of a local copy, read from its parquet files as they are now. `load_dataset(dir)` keeps
-    serving its cache of a local directory after the files change (a fixed copy stays broken), and
-    reading a few MB of parquet costs less than checking that cache."""
-    import datasets
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = sorted((root / name).glob(f"{split}-*.parquet"))
-    # The Hub's parquet schema carries the features (ClassLabel names included); Dataset reads them from it.
-    return datasets.Dataset(pa.concat_tables([pq.read_table(f) for f in files]))
+    """The task's train and evaluation splits, deterministically subsampled (extra evaluation splits: load_task)."""
+    raw = source.read(task, data_dir)
+    return (subsample(raw[task.train_split], task.max_train_samples, seed),
+            subsample(raw[task.eval_split], task.max_eval_samples, seed))
 
 
 def load_test_split(task, data_dir: str | None):
     """The task's unlabelled test split (labels -1), whole and in order, with its `idx` column."""
+    where = source.resolve(task, data_dir)
+    if where.local is not None:
+        return source.read_local(source.split_files(where, task, task.test_split))
     import datasets
 
     datasets.disable_progress_bars()
-    source = str(Path(data_dir).resolve()) if data_dir else GLUE_HUB
-    return datasets.load_dataset(source, task.name, split=task.test_split)
+    return datasets.load_dataset(where.hub, where.subset, split=task.test_split)
 
 
 def subsample(split, n: int | None, seed: int):
@@ -86,26 +57,41 @@ def subsample(split, n: int | None, seed: int):
     return split.shuffle(seed=seed).select(range(n)).flatten_indices()
 
 
-def tokenize(split, tokenizer, columns, max_length: int | None):
+def tokenize(split, tokenizer, columns, max_length: int | None, label_column: str = "label",
+             regression: bool = False):
     def encode(batch):
         return tokenizer(*(batch[c] for c in columns), truncation=True, max_length=max_length)
 
     out = split.map(encode, batched=True, keep_in_memory=True,
-                    remove_columns=[c for c in split.column_names if c != "label"])
-    out = out.rename_column("label", "labels")
+                    remove_columns=[c for c in split.column_names if c != label_column])
+    out = out.rename_column(label_column, "labels")
+    if regression:  # float labels make transformers pick the MSE loss for a one-output head
+        from datasets import Value
+
+        out = out.cast_column("labels", Value("float32"))
     return out.select_columns([c for c in MODEL_COLUMNS if c in out.column_names])
 
 
 def load_task(task, tokenizer_path: str, data_dir: str | None, seed: int) -> TaskData:
     """Load, subsample and tokenize a task's splits: the one tokenization of a study."""
+    import datasets
     from transformers import AutoTokenizer
 
-    train, evaluation = load_splits(task, data_dir, seed)
+    datasets.disable_progress_bars()
+    raw = source.read(task, data_dir)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    train, evaluation = (tokenize(s, tokenizer, task.text_columns, task.max_length)
-                         for s in (train, evaluation))
-    log.info("%s: %d train / %d eval examples tokenized", task.name, len(train), len(evaluation))
-    return TaskData(train, evaluation, token_lengths(train), token_lengths(evaluation), tokenizer)
+
+    def prepare(split, n):
+        return tokenize(subsample(raw[split], n, seed), tokenizer, task.text_columns, task.max_length,
+                        task.label_column, task.num_labels == 1)
+
+    train = prepare(task.train_split, task.max_train_samples)
+    evaluation = prepare(task.eval_split, task.max_eval_samples)
+    extras = {s: prepare(s, task.max_eval_samples) for s in task.extra_eval_splits}
+    log.info("%s: %d train / %d eval examples tokenized%s", task.name, len(train), len(evaluation),
+             "".join(f", {len(d)} {s}" for s, d in extras.items()))
+    return TaskData(train, evaluation, token_lengths(train), token_lengths(evaluation), tokenizer,
+                    {s: (d, token_lengths(d)) for s, d in extras.items()})
 
 
 def token_lengths(split) -> np.ndarray:

@@ -18,9 +18,9 @@ import optuna
 from omegaconf import OmegaConf
 
 from sweeper.config import ConfigError
+from sweeper.metrics import direction, objectives
 
 log = logging.getLogger(__name__)
-DIRECTIONS = ["maximize"]  # every objective metric (accuracy, f1) is maximized
 # One study user attribute per section, a dict of flat dotted keys: readable in optuna-dashboard.
 SECTIONS = ("task", "data", "model", "optimizer", "search", "pruner", "train", "seed", "study")
 SEARCH_SPACE = ("lr", "epochs", "batch_size")  # enqueue_reference and reference act on an empty study only
@@ -49,7 +49,8 @@ def definition(cfg) -> dict[str, Any]:
     flat.update(flatten("train", {k: plain(cfg.train)[k] for k in TRAIN_RESULTS}))
     flat["data.content"] = data_content(cfg.task, cfg.data_dir)
     flat["seed"] = cfg.seed  # the training seed and the subsample's
-    flat["study.directions"] = list(DIRECTIONS)
+    flat["study.objectives"] = objectives(cfg.task, cfg.study)
+    flat["study.directions"] = [direction(n) for n in flat["study.objectives"]]
     return flat
 
 
@@ -155,7 +156,8 @@ def defined_study(storage, cfg, pruner) -> optuna.Study:
     (a study from before definitions were stored adopts this config's, with a warning)."""
     name = cfg.study.name
     try:
-        study = optuna.create_study(storage=storage, study_name=name, directions=DIRECTIONS, pruner=pruner)
+        study = optuna.create_study(storage=storage, study_name=name, pruner=pruner,
+                                    directions=[direction(n) for n in objectives(cfg.task, cfg.study)])
         record(study, cfg)
         return study
     except optuna.exceptions.DuplicatedStudyError:

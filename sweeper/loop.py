@@ -72,10 +72,12 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
           precision: str, metric_names, seed: int, on_epoch_end: Callable[[int, dict], None],
           checkpoint: Path | None = None, resume: Path | None = None, log_every: int = 50,
           progress: bool = True, cpu_fastpath: bool = True, compile_model: bool = False,
-          on_train_end: Callable[[torch.nn.Module], None] | None = None) -> list[dict]:
+          on_train_end: Callable[[torch.nn.Module], None] | None = None, regression: bool = False,
+          extra_eval: dict | None = None) -> list[dict]:
     """Train `model` for hp.epochs and return the per-epoch metrics. With `checkpoint`, the state after
-    each epoch is saved under it; with `resume`, training continues from that saved state. After the last
-    epoch, the main process hands the trained (unwrapped) model to `on_train_end`, e.g. to export it."""
+    each epoch is saved under it; with `resume`, training continues from that saved state. `extra_eval`
+    ({split: dataloader}) is evaluated too, its metrics named <split>_<metric>. After the last epoch, the
+    main process hands the trained (unwrapped) model to `on_train_end`, e.g. to export it."""
     accelerator = get_accelerator(precision)
     set_seed(seed)
     sampler = train_dl.batch_sampler  # kept: prepare() may wrap it, set_epoch must reach it
@@ -89,6 +91,7 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
         model = torch.compile(model, dynamic=True)
     model, optimizer, train_dl, eval_dl, scheduler = accelerator.prepare(
         model, optimizer, train_dl, eval_dl, scheduler)
+    extra_eval = {split: accelerator.prepare(dl) for split, dl in (extra_eval or {}).items()}
     try:
         history, start = [], 0
         if resume is not None:
@@ -100,7 +103,13 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
             train_dl.set_epoch(epoch)  # Accelerate re-sets the sampler's epoch from its own counter,
             sampler.set_epoch(epoch)   # which restarts at 0 on resume; ours may sit under a shard
             stats = train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress)
-            metrics = {**evaluate(accelerator, model, eval_dl, metric_names), **stats, "epoch": epoch}
+            metrics = evaluate(accelerator, model, eval_dl, metric_names, regression)
+            for split, dl in extra_eval.items():
+                extra = evaluate(accelerator, model, dl, metric_names, regression)
+                metrics.update({f"{split}_{m}": extra[m] for m in metric_names})
+            stats["total_train_seconds"] = stats["train_seconds"] + (
+                history[-1].get("total_train_seconds", 0.0) if history else 0.0)
+            metrics = {**metrics, **stats, "epoch": epoch}
             history.append(metrics)
             if checkpoint is not None:
                 save_checkpoint(accelerator, checkpoint, history)
@@ -147,13 +156,15 @@ def check_finite(mean_loss: torch.Tensor, epoch: int, step: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(accelerator, model, eval_dl, metric_names) -> dict:
+def evaluate(accelerator, model, eval_dl, metric_names, regression: bool = False) -> dict:
     model.eval()
     predictions, labels = [], []
     start = time.perf_counter()
     for batch in eval_dl:
         logits = model(**batch).logits
-        p, y = accelerator.gather_for_metrics((logits.argmax(dim=-1), batch["labels"]))
+        # A regression's prediction is its one output; a classifier's the highest-scoring class.
+        predicted = logits.squeeze(-1).float() if regression else logits.argmax(dim=-1)
+        p, y = accelerator.gather_for_metrics((predicted, batch["labels"]))
         predictions.append(p)
         labels.append(y)
     metrics = compute_metrics(torch.cat(labels).cpu().numpy(), torch.cat(predictions).cpu().numpy(),

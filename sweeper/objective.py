@@ -12,11 +12,11 @@ from hydra.utils import instantiate
 from optuna.trial import TrialState
 
 from sweeper import checkpoints
-from sweeper.batching import get_dataloaders
+from sweeper.batching import get_dataloaders, get_extra_eval_dataloaders
 from sweeper.data import load_task
 from sweeper.export import export_if_better
 from sweeper.loop import Hparams, pad_multiple, resolve_precision, train
-from sweeper.metrics import trivial_value
+from sweeper.metrics import objectives, trivial_value
 from sweeper.model import fresh_model, load_template
 from sweeper.pruning import TRIVIAL
 
@@ -32,9 +32,12 @@ def suggest(trial: optuna.Trial, search) -> Hparams:
 
 
 def report_epoch(trial: optuna.Trial, objective: str, epoch: int, metrics: dict) -> None:
-    """Store the epoch's metrics on the trial, report the objective, and prune if the pruner says so."""
+    """Store the epoch's metrics on the trial, report the objective, and prune if the pruner says so
+    (single-objective studies only: Optuna neither takes reports nor prunes in multi-objective ones)."""
     for name, value in metrics.items():
         trial.set_user_attr(name, value)
+    if len(trial.study.directions) > 1:
+        return
     trial.report(metrics[objective], epoch)
     if trial.should_prune():
         raise optuna.TrialPruned(f"{objective}={metrics[objective]:.4f} at epoch {epoch}")
@@ -50,12 +53,14 @@ class Objective:
         self.precision = resolve_precision(cfg.train.precision.value)
         self.data = load_task(cfg.task, cfg.model.path, cfg.data_dir, cfg.seed)
         self.template = load_template(cfg.model, cfg.task.num_labels, cfg.seed)
-        self.trivial = trivial_value(self.data.eval["labels"], cfg.task.objective)  # for the pruner
+        self.objectives = objectives(cfg.task, cfg.study)
+        # For the pruner; a regression has no constant prediction to compare with.
+        self.trivial = None if cfg.task.num_labels == 1 else trivial_value(self.data.eval["labels"], self.objectives[0])
         self.optimizer_fn = instantiate(cfg.optimizer.optimizer)
         self.scheduler_fn = instantiate(cfg.optimizer.scheduler)
         self.trial: optuna.Trial | None = None  # the running trial, for the interrupt handler
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.trial = trial
         try:
             return self.run(trial)
@@ -77,10 +82,11 @@ class Objective:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def run(self, trial: optuna.Trial) -> float:
+    def run(self, trial: optuna.Trial) -> float | list[float]:
         cfg = self.cfg
         hp = suggest(trial, cfg.search)
-        trial.set_user_attr(TRIVIAL, self.trivial)
+        if self.trivial is not None:
+            trial.set_user_attr(TRIVIAL, self.trivial)
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
         retried = frozen.system_attrs.get("retry_history", [])
         resume = checkpoints.claim(self.checkpoint_root, trial.number, retried) if retried else None
@@ -91,16 +97,18 @@ class Objective:
                  hp.batch_size, f" (retries trial {retried[-1]})" if retried else "")
         # The last epoch's metrics, for the export; a retry whose predecessor died after its last
         # checkpoint trains no epoch and has only the checkpoint's.
-        objective, last = cfg.task.objective, dict(resumed[-1]) if resumed else {}
+        objective, last = self.objectives[0], dict(resumed[-1]) if resumed else {}  # the one reported
 
         def on_epoch_end(epoch: int, metrics: dict) -> None:
             last.update(metrics)
             report_epoch(trial, objective, epoch, metrics)
 
-        history = self.fit(hp, cfg.seed, on_epoch_end,
-                           on_train_end=lambda model: self.export_best(trial, model, last[objective]),
+        # A multi-objective study has a Pareto front, not one best model to export.
+        export = (lambda model: self.export_best(trial, model, last[objective])) if len(self.objectives) == 1 else None
+        history = self.fit(hp, cfg.seed, on_epoch_end, on_train_end=export,
                            checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number), resume=resume)
-        return history[-1][objective]
+        values = [history[-1][name] for name in self.objectives]
+        return values[0] if len(values) == 1 else values
 
     def fit(self, hp: Hparams, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None):
         """One training run on the study's data and template: a trial's, or a retrain seed's."""
@@ -108,13 +116,16 @@ class Objective:
         train_dl, eval_dl = get_dataloaders(
             self.data, hp.batch_size, cfg.train.eval_batch_size, seed,
             cfg.train.group_by_length, pad_multiple(self.precision))
+        extra_eval = get_extra_eval_dataloaders(self.data, cfg.train.eval_batch_size, cfg.train.group_by_length,
+                                                pad_multiple(self.precision))
         return train(
             fresh_model(self.template), train_dl, eval_dl, hp,
             optimizer_fn=self.optimizer_fn, scheduler_fn=self.scheduler_fn,
             warmup_ratio=cfg.optimizer.warmup_ratio, precision=self.precision,
             metric_names=list(cfg.task.metrics), seed=seed, on_epoch_end=on_epoch_end,
             checkpoint=checkpoint, resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
-            cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile, on_train_end=on_train_end)
+            cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile, on_train_end=on_train_end,
+            regression=cfg.task.num_labels == 1, extra_eval=extra_eval)
 
     def export_best(self, trial: optuna.Trial, model, value: float) -> None:
         """Export the trial's model if it beats the one exported so far. That one counts only while its
@@ -135,7 +146,7 @@ class Objective:
     def restore_reports(self, trial: optuna.Trial, frozen, history: list[dict]) -> None:
         """A resumed trial holds the intermediate values its predecessor reported (inherited by the
         retry); report those the checkpoint has and the predecessor died before reporting."""
-        for metrics in history:
+        for metrics in history if len(self.objectives) == 1 else []:
             if metrics["epoch"] not in frozen.intermediate_values:
-                trial.report(metrics[self.cfg.task.objective], metrics["epoch"])
+                trial.report(metrics[self.objectives[0]], metrics["epoch"])
         trial.set_user_attr("resumed_at_epoch", len(history))

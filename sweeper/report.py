@@ -15,23 +15,37 @@ log = logging.getLogger(__name__)
 
 
 def summarize(study, cfg, study_dir: Path) -> float | None:
-    """Log the study's outcome and write trials.csv, best.yaml and report.html; returns the best value."""
+    """Log the study's outcome (a multi-objective study: its Pareto front) and write trials.csv (with a
+    `pareto` column when multi-objective), best.yaml and report.html; returns the best value."""
     study_cfg = cfg.study
     trials = study.get_trials(deepcopy=False)
     n = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     log.info("study %s: %d complete, %d pruned, %d failed (study.n_trials=%d finished wanted)",
              study_cfg.name, n[TrialState.COMPLETE], n[TrialState.PRUNED], n[TrialState.FAIL], study_cfg.n_trials)
     best = None
+    multi = len(study.directions) > 1
     study_dir.mkdir(parents=True, exist_ok=True)
-    if n[TrialState.COMPLETE]:
+    if n[TrialState.COMPLETE] and not multi:
         best = study.best_trial
         log.info("best value %.4f (trial %d), params %s", best.value, best.number, best.params)
         if (study_dir / "best-model").is_dir():
             log.info("best model: %s", study_dir / "best-model")
+    front = {t.number: t for t in study.best_trials} if n[TrialState.COMPLETE] and multi else {}
+    if multi:
+        names = study.metric_names or [f"values_{i}" for i in range(len(study.directions))]
+        log.info("Pareto front (%s): %d trials", ", ".join(f"{m} {d.name.lower()}" for m, d in
+                                                           zip(names, study.directions, strict=True)), len(front))
+        for t in sorted(front.values(), key=lambda t: t.number):
+            log.info("  trial %d: %s, params %s", t.number,
+                     ", ".join(f"{m}={v:.4g}" for m, v in zip(names, t.values, strict=True)), t.params)
+    if best is not None:
         log.info("best config: %s (python -m sweeper +%s=best)", write_best_config(cfg, best, study_dir),
                  study_cfg.name)
     csv = study_dir / "trials.csv"
-    study.trials_dataframe().to_csv(csv, index=False)
+    table = study.trials_dataframe()
+    if multi:
+        table["pareto"] = table["number"].isin(list(front))
+    table.to_csv(csv, index=False)
     log.info("trials: %s", csv)
     write_csv(study.user_attrs, study_dir / "study.csv")  # its definition, versions, accepted changes
     log.info("report: %s", write_report(study, study_dir / "report.html"))

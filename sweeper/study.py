@@ -7,6 +7,7 @@ import shlex
 import signal
 import sys
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from hydra.utils import instantiate
 from optuna.trial import TrialState
 
 from sweeper import checkpoints
+from sweeper.config import ConfigError
 from sweeper.definition import defined_study
+from sweeper.metrics import direction, objectives
 from sweeper.report import summarize
 from sweeper.storage import open_storage
 
@@ -29,11 +32,24 @@ class SweepStopped(RuntimeError):
 
 def load_study(storage, cfg) -> optuna.Study:
     """Create the study or load it, refused if cfg defines another one (sweeper/definition.py);
-    sampler and pruner are rebuilt from the config either way."""
-    study = defined_study(storage, cfg, instantiate(cfg.pruner))
+    sampler and pruner are rebuilt from the config either way. Each objective's direction follows its
+    metric (mse, loss, seconds: minimize)."""
+    names = objectives(cfg.task, cfg.study)
+    directions = [direction(n) for n in names]
+    pruner = instantiate(cfg.pruner)
+    if len(names) > 1 and not isinstance(pruner, optuna.pruners.NopPruner):
+        log.warning("pruner %s is off: Optuna does not prune multi-objective studies (study.objectives=%s); "
+                    "every trial runs all its epochs", type(pruner).__name__, names)
+    study = defined_study(storage, cfg, pruner)
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:
+        raise ConfigError(f"study.objectives={names} ({', '.join(directions)}): study {cfg.study.name} was created "
+                          f"to {', '.join(stored)}; allowed: the same objectives, or a new study.name")
+    if study.metric_names != names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)  # optuna-dashboard then says "f1", not "Objective 0"
     n = len(study.get_trials(deepcopy=False))
-    if study.metric_names != [cfg.task.objective]:
-        study.set_metric_names([cfg.task.objective])  # optuna-dashboard then says "f1", not "Objective 0"
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(cfg.seed, cfg.study.name, n),
                                                n_startup_trials=cfg.study.startup_trials)
     ref, space = cfg.search.reference, cfg.search
@@ -100,7 +116,11 @@ def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> No
 
     def keep_checkpoints(study, trial) -> None:
         trials = study.get_trials(deepcopy=False)
-        best = study.best_trial.number if count(trials, [TrialState.COMPLETE]) else None
+        # A multi-objective study has no one best trial: keep the checkpoints of its Pareto front.
+        best = set()
+        if count(trials, [TrialState.COMPLETE]):
+            multi = len(study.directions) > 1  # best_trials of one objective would be every tie
+            best = {t.number for t in study.best_trials} if multi else {study.best_trial.number}
         checkpoints.prune(checkpoint_root, trials, best, cfg.study.keep_checkpoints.value)
 
     while True:

@@ -1,6 +1,8 @@
 """Bad input through the real CLI: one line naming the value and what is allowed, exit code 2,
 before any training, and the stored trials untouched."""
 import hashlib
+import shutil
+from pathlib import Path
 
 import optuna
 import pytest
@@ -26,7 +28,7 @@ def stored(tmp_path, glue_dir):
 
 
 @pytest.mark.parametrize("bad,message", [
-    (["-m", "task=mrpc,qqp"], "error: unknown task 'qqp'; allowed: mrpc, sst2"),
+    (["-m", "task=mrpc,qqq"], "error: unknown task 'qqq'; allowed: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli"),
     (["model=bert-large"], "error: unknown model 'bert-large'; allowed: bert-base-uncased, minilm, tiny"),
     (["search.lr.low=1e-3"], "error: search.lr: low=0.001 high=0.0001; need 0 < low <= high"),
     (["search.epochs.low=3", "search.epochs.high=1"], "error: search.epochs: low=3 high=1; need 1 <= low <= high"),
@@ -47,16 +49,17 @@ def test_bad_input_fails_before_training_and_keeps_trials(stored, bad, message):
     assert dump(storage) == before
 
 
-def test_multirun_checks_every_job_first(stored, tmp_path):
+def test_multirun_checks_every_job_first(stored, tmp_path, glue_dir):
     storage, args, before = stored
     glue = tmp_path / "glue"
     (glue / "mrpc").mkdir(parents=True)
     for split in ("train", "validation"):  # mrpc is there, sst2 is not: nothing may train
-        (glue / "mrpc" / f"{split}-00000-of-00001.parquet").write_bytes(b"")
+        shutil.copy(Path(glue_dir) / "mrpc" / f"{split}-00000-of-00001.parquet", glue / "mrpc")
     args = [a for a in args if not a.startswith("data_dir=")]  # the data comes from GLUE_DIR
     result = cli("-m", *args, "task=mrpc,sst2", env={"GLUE_DIR": str(glue)})
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: data_dir={glue} has no sst2/train-*.parquet; tasks there: mrpc"
+    assert result.stderr.strip() == (f"error: data_dir={glue} has no sst2/train-*.parquet; tasks there: mrpc; "
+                                     "allowed: a copy that holds sst2, or data_dir=null (nyu-mll/glue from the Hub)")
     assert "Launching" not in result.stdout
     assert dump(storage) == before
 
