@@ -89,12 +89,14 @@ def write_predictions(cfg, model, tokenizer, out: Path) -> Path:
     from sweeper.predict import predict
 
     raw = load_test_split(cfg.task, cfg.data_dir)
-    ids = predict(model, tokenize(raw, tokenizer, cfg.task.text_columns, cfg.task.max_length), tokenizer,
-                  cfg.train.eval_batch_size)
-    id2label, _ = label_maps(list(cfg.task.label_names), cfg.task.num_labels)
-    path = out / cfg.task.submission_file
+    task, regression = cfg.task, cfg.task.num_labels == 1
+    ids = predict(model, tokenize(raw, tokenizer, task.text_columns, task.max_length, task.label_column, regression),
+                  tokenizer, cfg.train.eval_batch_size)
+    id2label, _ = label_maps(list(task.label_names), task.num_labels)
+    path = out / task.submission_file
     tmp = path.with_suffix(".tmp")
-    table = pd.DataFrame({"index": raw["idx"], "prediction": [id2label[int(i)] for i in ids]})
+    predictions = [round(float(v), 3) for v in ids] if regression else [id2label[int(i)] for i in ids]
+    table = pd.DataFrame({"index": raw["idx"], "prediction": predictions})
     table.to_csv(tmp, sep="\t", index=False)
     tmp.rename(path)
     return path
