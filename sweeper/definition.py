@@ -61,15 +61,16 @@ def flatten(prefix: str, value) -> dict[str, Any]:
 
 
 def data_content(task, data_dir: str | None) -> str:
-    """A digest of the task's split files, so the same data under another data_dir resumes, and other
-    data under the same path does not."""
-    if not data_dir:
-        from sweeper.data import GLUE_HUB
+    """A digest of the task's split files, so the same data under another path resumes, and other data
+    under the same path does not; a Hub dataset by its name."""
+    from sweeper import source
 
-        return f"Hub {GLUE_HUB}"
+    where = source.resolve(task, data_dir)
+    if where.local is None:
+        return f"Hub {where.hub}" + (f" {where.subset}" if where.subset else "")
     h = hashlib.sha256()
-    for split in (task.train_split, task.eval_split):
-        for path in sorted((Path(data_dir) / task.name).glob(f"{split}-*.parquet")):
+    for split in source.splits(task):
+        for path in source.split_files(where, task, split):
             h.update(path.name.encode())
             h.update(path.read_bytes())
     return f"sha256:{h.hexdigest()[:16]}"

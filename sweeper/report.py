@@ -38,7 +38,7 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
         for t in sorted(front.values(), key=lambda t: t.number):
             log.info("  trial %d: %s, params %s", t.number,
                      ", ".join(f"{m}={v:.4g}" for m, v in zip(names, t.values, strict=True)), t.params)
-    if best is not None:
+    if best is not None and {"lr", "epochs", "batch_size"} <= set(best.params):  # not a hand-made trial's
         log.info("best config: %s (python -m sweeper +%s=best)", write_best_config(cfg, best, study_dir),
                  study_cfg.name)
     csv = study_dir / "trials.csv"
@@ -91,15 +91,19 @@ def figures(study) -> list[tuple[str, object]]:
     trials) is named with the reason instead."""
     from optuna import visualization as vis
 
-    complete = len(study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]))
-    plots = [("Optimization history", vis.plot_optimization_history),
-             ("Learning curves (intermediate values)", vis.plot_intermediate_values),
-             ("Parameter importances", vis.plot_param_importances if complete >= 2 else None),
-             ("Parallel coordinates", vis.plot_parallel_coordinate), ("Slices", vis.plot_slice)]
+    trials = study.get_trials(deepcopy=False)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    reported = any(t.intermediate_values for t in trials)  # none in a multi-objective study
+    plots = [("Optimization history", vis.plot_optimization_history, None),
+             ("Learning curves (intermediate values)", vis.plot_intermediate_values,
+              None if reported else "no trial reported per-epoch values"),
+             ("Parameter importances", vis.plot_param_importances,
+              None if complete >= 2 else "needs at least 2 complete trials"),
+             ("Parallel coordinates", vis.plot_parallel_coordinate, None), ("Slices", vis.plot_slice, None)]
     out = []
-    for title, plot in plots:
-        if plot is None:
-            out.append((title, "needs at least 2 complete trials"))
+    for title, plot, missing in plots:
+        if missing:
+            out.append((title, missing))
             continue
         try:
             out.append((title, plot(study)))

@@ -74,7 +74,7 @@ def test_the_same_data_under_another_path_is_the_same_study(compose_cfg, glue_di
     diffs = differences(here, definition(compose_cfg(*TINY, f"data_dir={copy}")))
     assert [k for k, _, _ in diffs] == ["data.content"]
     hub = differences(here, definition(compose_cfg(*TINY, "data_dir=null")))
-    assert hub == [("data.content", here["data.content"], "Hub nyu-mll/glue")]
+    assert hub == [("data.content", here["data.content"], "Hub nyu-mll/glue mrpc")]
 
 
 def test_the_refusal_names_every_key_both_values_and_the_ways_on():

@@ -47,7 +47,7 @@ def test_own_dataset_as_a_multi_objective_study(tmp_path):
     study = load(storage, "reviews-tiny")
     assert study.metric_names == ["accuracy", "total_train_seconds"]  # optuna-dashboard's axis names
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
-    assert "pruner MedianPruner is off" in result.stdout
+    assert "pruner PlateauMedianPruner is off" in result.stdout
     assert "Pareto front (accuracy maximize, total_train_seconds minimize)" in result.stdout
     table = pd.read_csv(tmp_path / "reviews-tiny" / "trials.csv")
     assert len(table) == 2 and set(table.loc[table.pareto, "number"]) == {t.number for t in study.best_trials}
