@@ -42,7 +42,7 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
         log.info("best config: %s (python -m sweeper +%s=best)", write_best_config(cfg, best, study_dir),
                  study_cfg.name)
     csv = study_dir / "trials.csv"
-    table = study.trials_dataframe()
+    table = trials_frame(study)
     if multi:
         table["pareto"] = table["number"].isin(list(front))
     table.to_csv(csv, index=False)
@@ -51,6 +51,13 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
     log.info("report: %s", write_report(study, study_dir / "report.html"))
     log.info("dashboard: optuna-dashboard %s", study_cfg.storage)
     return None if best is None else best.value
+
+
+def trials_frame(study):
+    """Optuna's trials table; the objective's column keeps its name `value` once the study names its
+    metric (Optuna would call it `value_f1`), so readers of trials.csv need not know the metric."""
+    names = study.metric_names or []
+    return study.trials_dataframe().rename(columns={f"value_{n}": "value" for n in names[:1]})
 
 
 def best_overrides(cfg, params: dict) -> list[str]:
@@ -123,7 +130,7 @@ def write_report(study, path: Path) -> Path:
         body = f"<p>{html.escape(fig)}</p>" if isinstance(fig, str) else fig.to_html(
             full_html=False, include_plotlyjs=False)
         parts.append(f"<h2>{html.escape(title)}</h2>{body}")
-    table = study.trials_dataframe().drop(columns=["system_attrs"], errors="ignore")
+    table = trials_frame(study).drop(columns=["system_attrs"], errors="ignore")
     parts.append(f"<h2>Trials</h2>{table.to_html(index=False, na_rep='')}")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(study.study_name)}</title>"
             f"<script>{get_plotlyjs()}</script><style>body{{font-family:sans-serif;margin:2em}}"

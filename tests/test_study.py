@@ -111,8 +111,7 @@ def test_summary_writes_every_trial_as_csv(compose_cfg, caplog):
     assert best == study.best_value
     frame = pd.read_csv(f"{cfg.out_dir}/{cfg.study.name}/trials.csv")
     assert list(frame["number"]) == [0, 1]
-    # The study names its metric (optuna-dashboard shows "f1"), so the value's column is value_f1.
-    assert {"params_lr", "params_epochs", "params_batch_size", "state", "value_f1", "user_attrs_f1",
+    assert {"params_lr", "params_epochs", "params_batch_size", "state", "value", "user_attrs_f1",
             "duration"} <= set(frame.columns)
     assert f"optuna-dashboard {cfg.study.storage}" in caplog.text
     assert "2 complete, 0 pruned, 0 failed" in caplog.text
