@@ -84,12 +84,18 @@ def run_study(cfg) -> float | None:
         log.info("study %s is complete: %d finished trials (study.n_trials=%d); nothing to run",
                  cfg.study.name, finished, cfg.study.n_trials)
     else:
-        from sweeper.objective import Objective  # torch and transformers load only when there is work
-
-        objective = Objective(cfg, study_dir)
-        describe(study, cfg, len(objective.data.train), len(objective.data.eval))
-        run_trials(study, objective, cfg, study_dir / "checkpoints")
+        run_missing(study, cfg, study_dir)
     return summarize(study, cfg, study_dir)
+
+
+def run_missing(study: optuna.Study, cfg, study_dir: Path) -> None:
+    """Train the trials the study lacks. The objective (data, template model) lives in this frame only,
+    so nothing that keeps a later frame alive (a logged traceback in summarize) keeps the model."""
+    from sweeper.objective import Objective  # torch and transformers load only when there is work
+
+    objective = Objective(cfg, study_dir)
+    describe(study, cfg, len(objective.data.train), len(objective.data.eval))
+    run_trials(study, objective, cfg, study_dir / "checkpoints")
 
 
 def describe(study: optuna.Study, cfg, train_size: int, eval_size: int) -> None:
