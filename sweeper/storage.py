@@ -17,6 +17,11 @@ from sweeper.config import ConfigError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 OPTUNA_TABLES = {"studies", "trials", "version_info"}
+# Every table Optuna (and its migrations) creates: a file holding only some of them is a schema that
+# another worker is creating right now, not someone else's database.
+OPTUNA_SCHEMA = OPTUNA_TABLES | {
+    "alembic_version", "study_directions", "study_system_attributes", "study_user_attributes", "trial_heartbeats",
+    "trial_intermediate_values", "trial_params", "trial_system_attributes", "trial_user_attributes", "trial_values"}
 SQLITE_BUSY_TIMEOUT_S = 60  # a writer waits this long for another process's write instead of failing
 SCHEMA_ATTEMPTS = 10  # workers opening a new database at once race to create its tables; retry this often
 # Heartbeats and retries are "experimental" in Optuna since 2.8; this project relies on them knowingly.
@@ -42,7 +47,7 @@ def check_sqlite_file(url: str, path: Path) -> None:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as e:
         raise ConfigError(f"study.storage={url}: cannot read {path} ({e})") from None
-    if tables and not OPTUNA_TABLES <= tables:
+    if tables and not OPTUNA_TABLES <= tables and not tables <= OPTUNA_SCHEMA:
         raise ConfigError(f"study.storage={url}: {path} is an SQLite database without Optuna's tables "
                           f"(has {', '.join(sorted(tables)[:5])}); allowed: an Optuna study database or a new file")
 

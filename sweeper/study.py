@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from sweeper import checkpoints
 from sweeper.config import ConfigError
 from sweeper.definition import defined_study
+from sweeper.lock import study_lock
 from sweeper.metrics import direction, objectives
 from sweeper.report import summarize
 from sweeper.storage import open_storage
@@ -28,6 +29,10 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 class SweepStopped(RuntimeError):
     """Too many trials failed: something is wrong beyond one bad trial."""
+
+
+class AllTrialsTaken(Exception):
+    """The study's remaining trials are running in other workers: nothing to start here now."""
 
 
 def load_study(storage, cfg) -> optuna.Study:
@@ -49,13 +54,14 @@ def load_study(storage, cfg) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)  # optuna-dashboard then says "f1", not "Objective 0"
-    n = len(study.get_trials(deepcopy=False))
+    ref, space = cfg.search.reference, cfg.search
+    with study_lock(storage, cfg.study.name):  # workers starting together on a new study: one reference
+        n = len(study.get_trials(deepcopy=False))
+        if n == 0 and space.enqueue_reference and in_space(ref, space):
+            study.enqueue_trial({"lr": ref.lr, "epochs": ref.epochs, "batch_size": ref.batch_size},
+                                skip_if_exists=True)
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(cfg.seed, cfg.study.name, n),
                                                n_startup_trials=cfg.study.startup_trials)
-    ref, space = cfg.search.reference, cfg.search
-    if n == 0 and space.enqueue_reference and in_space(ref, space):
-        study.enqueue_trial({"lr": ref.lr, "epochs": ref.epochs, "batch_size": ref.batch_size},
-                            skip_if_exists=True)
     return study
 
 
@@ -129,26 +135,46 @@ def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> No
             best = {t.number for t in study.best_trials} if multi else {study.best_trial.number}
         checkpoints.prune(checkpoint_root, trials, best, cfg.study.keep_checkpoints.value)
 
+    claim_under_lock(study, target)
     while True:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued for retry
-        trials = study.get_trials(deepcopy=False)
-        finished, running = count(trials, FINISHED), count(trials, [TrialState.RUNNING])
-        if finished >= target:
+        if count(study.get_trials(deepcopy=False), FINISHED) >= target:
             return
-        if finished + running >= target:
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[keep_checkpoints])
+        except AllTrialsTaken:
             # Other workers hold the last trials: wait until they finish or their heartbeat goes stale.
             if not waited:
-                log.info("waiting for %d trials running elsewhere", running)
+                log.info("waiting for the trials running elsewhere")
             waited = True
             time.sleep(cfg.study.heartbeat_interval)
             continue
-        try:
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[keep_checkpoints])
         except KeyboardInterrupt:
             settle_interrupted(study, objective.trial)
             raise
         objective.release()
         check_failures(study.get_trials(deepcopy=False), cfg.study)
+
+
+def claim_under_lock(study: optuna.Study, target: int) -> None:
+    """Make study.optimize's `study.ask()` count the study's trials and start one atomically: under
+    the study's lock, it starts a trial (a queued one first) only while finished + running trials are
+    fewer than `target`, else raises AllTrialsTaken. Everything else optimize does (heartbeat thread,
+    FAIL with the exception, PRUNED, callbacks) stays Optuna's."""
+    # The unwrapped ask, also when run_trials runs again on the same study object (bench/search.py):
+    # a wrapper around the wrapper would take the lock twice and wait on itself.
+    ask = study.__dict__.setdefault("_unlocked_ask", study.ask)
+    backend = getattr(study._storage, "_backend", study._storage)
+
+    def ask_if_missing(*args, **kwargs):
+        with study_lock(backend, study.study_name):
+            # From the database itself, not Optuna's per-process cache of finished trials.
+            trials = backend.get_all_trials(study._study_id, deepcopy=False)
+            if count(trials, (*FINISHED, TrialState.RUNNING)) >= target:
+                raise AllTrialsTaken
+            return ask(*args, **kwargs)
+
+    study.ask = ask_if_missing
 
 
 def settle_interrupted(study: optuna.Study, trial) -> None:

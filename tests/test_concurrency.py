@@ -1,0 +1,95 @@
+"""Workers started together on one study leave exactly study.n_trials finished trials and one reference
+trial: the study's runner (sweeper.study) in real processes on real SQLite files and PostgreSQL, each
+trial a quick objective (the race is in counting and creating trials, not in training), many rounds."""
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import ROOT, load
+
+pytestmark = pytest.mark.slow  # real processes: about 20 s a round on a quiet 2-core machine
+POSTGRES = os.environ.get("SWEEPER_TEST_POSTGRES")
+WORKERS, N_TRIALS = 4, 5
+
+# One worker: the CLI's config and study runner; each trial suggests, sleeps a moment, reports once
+# (without sweeper.objective, whose torch import would take most of each round).
+WORKER = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, "tests")
+from conftest import compose_config
+from sweeper.storage import open_storage
+from sweeper.study import load_study, run_trials
+
+url, name, ready, go, n_trials = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
+cfg = compose_config("model=tiny", f"study.storage={url}", f"study.name={name}", f"study.n_trials={n_trials}",
+                     "study.heartbeat_interval=1", "study.grace_period=5", f"out_dir={ready.parent}")
+
+class Quick:
+    trial = None
+    def __call__(self, trial):
+        self.trial = trial
+        lr = trial.suggest_float("lr", cfg.search.lr.low, cfg.search.lr.high, log=True)
+        trial.suggest_int("epochs", cfg.search.epochs.low, cfg.search.epochs.high)
+        trial.suggest_categorical("batch_size", list(cfg.search.batch_size))
+        time.sleep(0.3)
+        trial.report(lr * 1e4, 0)
+        return lr * 1e4
+    def release(self):
+        self.trial = None
+
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+study = load_study(open_storage(cfg.study), cfg)
+run_trials(study, Quick(), cfg, ready.parent / "checkpoints")
+"""
+
+
+def run_together(url: str, name: str, signals) -> list[tuple[int, str]]:
+    signals.mkdir()
+    go, ready = signals / "go", [signals / f"ready-{i}" for i in range(WORKERS)]
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, name, str(r), str(go), str(N_TRIALS)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in ready]
+    deadline = time.time() + 120
+    while not all(r.exists() for r in ready) and time.time() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    return [(p.returncode, e[-2000:]) for p, e in zip(procs, errors, strict=True)]
+
+
+def check_exact(storage: str, name: str) -> None:
+    trials = load(storage, name).trials
+    states = [t.state for t in trials]
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == N_TRIALS, states
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states, states
+    reference = {"lr": 5e-5, "epochs": 3, "batch_size": 8}
+    assert sum(t.params == reference for t in trials) == 1, [t.params for t in trials]
+    assert len({t.number for t in trials}) == len(trials)
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_workers_started_together_on_sqlite_run_exactly_n_trials(tmp_path, round_):
+    storage = f"sqlite:///{tmp_path}/c.db"  # a new file: workers also race to create its tables
+    results = run_together(storage, "race", tmp_path / "signals")
+    assert [code for code, _ in results] == [0] * WORKERS, results
+    check_exact(storage, "race")
+
+
+@pytest.mark.skipif(not POSTGRES, reason="no PostgreSQL server: set SWEEPER_TEST_POSTGRES (make test starts one)")
+@pytest.mark.parametrize("round_", range(3))
+def test_workers_started_together_on_postgresql_run_exactly_n_trials(tmp_path, round_):
+    name = f"race-{uuid.uuid4().hex[:8]}"
+    try:
+        results = run_together(POSTGRES, name, tmp_path / "signals")
+        assert [code for code, _ in results] == [0] * WORKERS, results
+        check_exact(POSTGRES, name)
+    finally:
+        optuna.delete_study(study_name=name, storage=POSTGRES)
