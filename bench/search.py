@@ -141,6 +141,7 @@ def main() -> None:
             for arm in args.arms:
                 objective.cfg = cfgs[arm, seed]  # the arm's pruner and seed; data and template are shared
                 objective.checkpoint_root = Path(tmp) / arm / f"mrpc-{seed}" / "checkpoints"
+                objective.best_model = Path(tmp) / arm / f"mrpc-{seed}" / "best-model"
                 run["arms"][arm] = sweeper_arm(cfgs[arm, seed], objective, budget)
             summarize(run, budget)
             results.append(run)
