@@ -15,8 +15,9 @@ from conftest import TINY, cli, load
 @pytest.mark.slow
 def test_multirun_summary_retrain_and_the_dashboard(tmp_path, glue_dir):
     storage = f"sqlite:///{tmp_path}/s.db"
-    common = [*TINY, f"study.storage={storage}", f"out_dir={tmp_path}", f"data_dir={glue_dir}"]
-    result = cli("-m", "task=mrpc,sst2", "study.n_trials=3", "search.epochs.high=2", *common)
+    # Retraining runs under the study's definition (sweeper/definition.py): the same overrides as the sweep.
+    common = [*TINY, "search.epochs.high=2", f"study.storage={storage}", f"out_dir={tmp_path}", f"data_dir={glue_dir}"]
+    result = cli("-m", "task=mrpc,sst2", "study.n_trials=3", *common)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "summary of 2 studies" in result.stdout
     rows = list(csv.DictReader(open(tmp_path / "summary.csv")))

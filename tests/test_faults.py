@@ -30,8 +30,8 @@ def wait_for(predicate, timeout=120):
         try:
             if predicate():
                 return
-        except (KeyError, ValueError, optuna.exceptions.OptunaError):
-            pass  # the study does not exist yet
+        except (KeyError, IndexError, ValueError, optuna.exceptions.OptunaError):
+            pass  # the study does not exist yet, or holds no trial yet
         time.sleep(0.2)
     pytest.fail("timed out")
 
