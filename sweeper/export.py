@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import operator
 import os
 import shutil
 import uuid
@@ -66,12 +67,14 @@ def export(model, tokenizer, label_names: list[str], target: Path, record: dict,
 
 
 def export_if_better(model, tokenizer, label_names: list[str], target: Path, record: dict,
-                     is_current: Callable[[dict], bool] = lambda marker: True) -> bool:
-    """Export if record["value"] beats the marker at `target`. A marker for which `is_current` is false
-    (e.g. naming a trial the study does not hold as complete) counts as none."""
+                     is_current: Callable[[dict], bool] = lambda marker: True,
+                     improves: Callable[[float, float], bool] = operator.gt) -> bool:
+    """Export if record["value"] beats the marker at `target` (`improves(new, old)`: the objective's
+    direction). A marker for which `is_current` is false (e.g. naming a trial the study does not hold as
+    complete) counts as none."""
     def better() -> bool:
         marker = read_marker(target)
-        return marker is None or not is_current(marker) or record["value"] > marker["value"]
+        return marker is None or not is_current(marker) or improves(record["value"], marker["value"])
 
     # Checked before writing too: most trials are not the best, and writing costs a second or more.
     return better() and export(model, tokenizer, label_names, target, record, replace=better)

@@ -71,6 +71,11 @@ def direction(name: str) -> str:
     raise KeyError(name)
 
 
+def improves(name: str, new: float, old: float) -> bool:
+    """Whether `new` beats `old` as a value of `name`, in that figure's direction (mse, loss: lower)."""
+    return new < old if direction(name) == "minimize" else new > old
+
+
 def trivial_value(labels, objective: str) -> float:
     """The objective of the best constant prediction (MRPC F1: 0.812, everything "equivalent"): what a
     classifier that has learned nothing yet scores, and so no evidence for or against its hyperparameters."""

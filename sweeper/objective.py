@@ -16,7 +16,7 @@ from sweeper.batching import get_dataloaders, get_extra_eval_dataloaders
 from sweeper.data import load_task
 from sweeper.export import export_if_better
 from sweeper.loop import Hparams, pad_multiple, resolve_precision, train
-from sweeper.metrics import objectives, trivial_value
+from sweeper.metrics import improves, objectives, trivial_value
 from sweeper.model import fresh_model, load_template
 from sweeper.pruning import TRIVIAL
 
@@ -136,12 +136,13 @@ class Objective:
             return t is not None and (t.state == TrialState.RUNNING or
                                       (t.state == TrialState.COMPLETE and t.value == marker["value"]))
 
-        record = {"study": self.cfg.study.name, "trial": trial.number, "value": value,
-                  "objective": self.cfg.task.objective, "params": trial.params}
+        name = self.objectives[0]
+        record = {"study": self.cfg.study.name, "trial": trial.number, "value": value, "objective": name,
+                  "params": trial.params}
         if export_if_better(model, self.data.tokenizer, list(self.cfg.task.label_names), self.best_model,
-                            record, is_current):
-            log.info("trial %d: %s=%.4f, the best so far: model written to %s", trial.number,
-                     self.cfg.task.objective, value, self.best_model)
+                            record, is_current, improves=lambda new, old: improves(name, new, old)):
+            log.info("trial %d: %s=%.4f, the best so far: model written to %s", trial.number, name, value,
+                     self.best_model)
 
     def restore_reports(self, trial: optuna.Trial, frozen, history: list[dict]) -> None:
         """A resumed trial holds the intermediate values its predecessor reported (inherited by the

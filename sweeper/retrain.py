@@ -45,6 +45,7 @@ def run_retrain(cfg) -> float:
 
     from sweeper.export import export
     from sweeper.loop import Hparams
+    from sweeper.metrics import improves
     from sweeper.objective import Objective
 
     study = find_study(cfg)
@@ -61,7 +62,7 @@ def run_retrain(cfg) -> float:
                                 on_train_end=lambda model: trained.update(model=model))
         row = {"seed": seed, **{m: history[-1][m] for m in cfg.task.metrics},
                "train_seconds": sum(h["train_seconds"] for h in history)}
-        if not rows or row[objective_name] > max(r[objective_name] for r in rows):
+        if not rows or all(improves(objective_name, row[objective_name], r[objective_name]) for r in rows):
             export(trained["model"], objective.data.tokenizer, labels, out / "best-model",
                    {"study": cfg.study.name, "trial": best.number, "seed": seed, "value": row[objective_name]})
         rows.append(row)

@@ -81,3 +81,11 @@ def test_the_default_pruner_is_the_plateau_pruner():
     from hydra.utils import instantiate
 
     assert isinstance(instantiate(compose_config().pruner), PlateauMedianPruner)
+
+
+def test_a_better_value_follows_the_metrics_direction():
+    """What replaces an exported best model or a retrain's best seed: lower mse, higher f1."""
+    from sweeper.metrics import improves
+
+    assert improves("mse", 0.1, 0.2) and not improves("mse", 0.2, 0.1)
+    assert improves("f1", 0.9, 0.8) and not improves("f1", 0.8, 0.9)
