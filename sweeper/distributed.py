@@ -78,13 +78,17 @@ def announce() -> None:
 
 
 def decide(report, *args) -> None:
-    """Rank 0 reports the epoch (which may raise TrialPruned) and tells the others whether to go on."""
+    """Rank 0 reports the epoch (which may raise TrialPruned, or fail) and tells the others how it went,
+    so that they stop the trial with it instead of waiting in their next collective."""
     import optuna
 
     try:
         report(*args)
     except optuna.TrialPruned as e:
-        share(str(e))
+        share(("pruned", str(e)))
+        raise
+    except Exception as e:
+        share(("failed", f"{type(e).__name__}: {e}"))
         raise
     share(None)
 
@@ -100,11 +104,15 @@ def lost_peer(error: BaseException) -> bool:
 
 
 def follow_decision(epoch: int, metrics: dict) -> None:
+    """A follower's on_epoch_end: rank 0's decision on the epoch."""
     import optuna
 
-    reason = share()
-    if reason is not None:
-        raise optuna.TrialPruned(reason)
+    decision = share()
+    if decision is not None:
+        kind, reason = decision
+        if kind == "pruned":
+            raise optuna.TrialPruned(reason)
+        raise RuntimeError(f"rank 0 failed the trial: {reason}")
 
 
 def follow(cfg) -> None:
