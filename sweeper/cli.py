@@ -18,16 +18,17 @@ register()
 warnings.filterwarnings("ignore", message="provider=hydra.searchpath in main, path=outputs is not available")
 
 
-def check(cfg) -> None:
-    """Everything knowable before training: config values, data files, the storage, the stored study."""
+def check(cfg, launcher: str = "") -> None:
+    """Everything knowable before training: config values, data files, the storage (and whether the
+    launcher, Hydra's `_target_`, can reach it), the stored study."""
     from sweeper.definition import verify
+    from sweeper.distributed import check_world
+    from sweeper.placement import check_launcher
     from sweeper.storage import open_storage
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']}: one trial over several processes "
-                          "(accelerate launch) is not supported yet; allowed: one worker per GPU, e.g. "
-                          "CUDA_VISIBLE_DEVICES=0 python -m sweeper ..., all on one study.storage")
     validate(cfg)
+    check_world(cfg)
+    check_launcher(launcher, cfg.study.storage)
     if cfg.train.precision.value == "fp16":
         import torch
 
@@ -64,19 +65,23 @@ def preflight(argv: list[str]) -> None:
     if flags:
         jobs = [[j for j in job if not hydra_key(j)] for job in
                 BasicSweeper.split_arguments(overrides, None)[0]]
+    from sweeper.placement import JOBS
+
+    os.environ[JOBS] = str(len(jobs))  # for train.threads=null under a local pool (sweeper/placement.py)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for job in jobs:
             try:
-                cfg = compose("config", overrides=job)
+                cfg = compose("config", overrides=job, return_hydra_config=True)
             except Exception as e:
                 raise ConfigError(explain(e, job)) from None
-            check(cfg)
+            check(cfg, cfg.hydra.launcher._target_)
 
 
 def hydra_key(override: str) -> bool:
     """Hydra's own settings, left out of the preflight's compose; except the search path, which decides
-    what `+<study>=best` means."""
-    return override.startswith("hydra") and not override.startswith("hydra.searchpath")
+    what `+<study>=best` means, and the launcher, which decides what storage works."""
+    return override.startswith("hydra") and not override.lstrip("+~").startswith(
+        ("hydra.searchpath", "hydra/launcher", "hydra.launcher"))
 
 
 def explain(error: Exception, job: list[str]) -> str:
@@ -96,20 +101,34 @@ def explain(error: Exception, job: list[str]) -> str:
         node = OmegaConf.select(base, parent) if parent else base
         if node is not None and OmegaConf.is_dict(node):
             message += f"; allowed keys: {', '.join(node.keys())}"
-    return message
+    hint = [line for line in str(error).splitlines() if line.startswith("To append")]  # e.g. +worker=1
+    return message + (f"; {hint[0][0].lower()}{hint[0][1:]}" if hint else "")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def sweep(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from sweeper import distributed
+    from sweeper.placement import place_worker, set_threads
     from sweeper.study import SweepStopped, run_study
 
     try:
-        check(cfg)
+        launcher = HydraConfig.get().launcher
+        place_worker(cfg.get("worker", 0), launcher._target_)  # before anything initializes CUDA
+        check(cfg, launcher._target_)
+        set_threads(cfg.train.threads, launcher)
         if cfg.mode.value == "retrain":
             from sweeper.retrain import run_retrain
 
             return run_retrain(cfg)
-        return run_study(cfg)
+        distributed.init()
+        if not distributed.is_leader():
+            return distributed.follow(cfg)  # trains rank 0's trials; only rank 0 talks to the study
+        try:
+            return run_study(cfg)
+        finally:
+            distributed.finish()
     except (ConfigError, SweepStopped) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2 if isinstance(e, ConfigError) else 3)

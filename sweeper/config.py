@@ -143,6 +143,7 @@ class TrainConfig:
     cpu_fastpath: bool = MISSING
     compile: bool = MISSING
     progress: bool = MISSING
+    threads: int | None = None
 
 
 @dataclass
@@ -222,6 +223,12 @@ def validate(cfg) -> None:
         raise ConfigError(f"pruner._target_={cfg.pruner.get('_target_')}; allowed: {sorted(PRUNERS)}")
     if cfg.retrain.seeds < 1:
         raise ConfigError(f"retrain.seeds={cfg.retrain.seeds}; need an integer >= 1")
+    if cfg.train.threads is not None and cfg.train.threads < 1:
+        raise ConfigError(f"train.threads={cfg.train.threads}; need null (all cores, shared among local workers) "
+                          "or an integer >= 1")
+    worker = cfg.get("worker", 0)  # not in the schema: `+worker='range(4)'` adds it (README, Scaling out)
+    if not isinstance(worker, int) or isinstance(worker, bool) or worker < 0:
+        raise ConfigError(f"worker={worker}; need an integer >= 0, e.g. -m +worker='range(4)'")
     if cfg.train.eval_batch_size < 1 or cfg.train.log_every < 1:
         raise ConfigError("train.eval_batch_size and train.log_every must be >= 1")
 

@@ -169,7 +169,8 @@ def evaluate(accelerator, model, eval_dl, metric_names, regression: bool = False
         labels.append(y)
     metrics = compute_metrics(torch.cat(labels).cpu().numpy(), torch.cat(predictions).cpu().numpy(),
                               metric_names)
-    return {**metrics, "eval_seconds": time.perf_counter() - start}
+    # eval_samples: the validation set counted once, however many processes shared it.
+    return {**metrics, "eval_samples": sum(len(y) for y in labels), "eval_seconds": time.perf_counter() - start}
 
 
 def save_checkpoint(accelerator, trial: Path, history: list[dict]) -> None:
@@ -179,6 +180,7 @@ def save_checkpoint(accelerator, trial: Path, history: list[dict]) -> None:
     partial = final.with_suffix(".tmp")
     try:
         accelerator.save_state(str(partial))
+        accelerator.wait_for_everyone()  # every rank's RNG state is in before the directory is renamed
         if accelerator.is_main_process:
             checkpoints.write_progress(partial, {"epoch": len(history), "history": history})
             partial.rename(final)

@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 from optuna.trial import TrialState
 
-from sweeper import checkpoints
+from sweeper import checkpoints, distributed
 from sweeper.batching import get_dataloaders, get_extra_eval_dataloaders
 from sweeper.data import load_task
 from sweeper.export import export_if_better
@@ -59,6 +59,7 @@ class Objective:
         self.optimizer_fn = instantiate(cfg.optimizer.optimizer)
         self.scheduler_fn = instantiate(cfg.optimizer.scheduler)
         self.trial: optuna.Trial | None = None  # the running trial, for the interrupt handler
+        distributed.announce()  # the other ranks may now read the tokenized data and weights from the cache
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         self.trial = trial
@@ -67,6 +68,8 @@ class Objective:
         except (optuna.TrialPruned, KeyboardInterrupt):
             raise
         except Exception as e:
+            if distributed.lost_peer(e):
+                raise KeyboardInterrupt(f"a rank of this trial died: {e}") from e  # retried like a killed worker
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
             # The traceback outlives the trial (Optuna logs it; log handlers may keep it): clear its
             # frames' locals so the model, optimizer and activations are freed now (a GPU OOM).
@@ -101,20 +104,22 @@ class Objective:
 
         def on_epoch_end(epoch: int, metrics: dict) -> None:
             last.update(metrics)
-            report_epoch(trial, objective, epoch, metrics)
+            distributed.decide(report_epoch, trial, objective, epoch, metrics)  # the other ranks prune too
 
         # A multi-objective study has a Pareto front, not one best model to export.
         export = (lambda model: self.export_best(trial, model, last[objective])) if len(self.objectives) == 1 else None
+        distributed.share((hp, resume, trial.number))  # the other ranks train it too (distributed.follow)
         history = self.fit(hp, cfg.seed, on_epoch_end, on_train_end=export,
                            checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number), resume=resume)
         values = [history[-1][name] for name in self.objectives]
         return values[0] if len(values) == 1 else values
 
     def fit(self, hp: Hparams, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None):
-        """One training run on the study's data and template: a trial's, or a retrain seed's."""
+        """One training run on the study's data and template: a trial's, or a retrain seed's. hp.batch_size
+        is the global batch: each of a data-parallel trial's processes takes its share (sweeper/distributed.py)."""
         cfg = self.cfg
         train_dl, eval_dl = get_dataloaders(
-            self.data, hp.batch_size, cfg.train.eval_batch_size, seed,
+            self.data, hp.batch_size // distributed.world_size(), cfg.train.eval_batch_size, seed,
             cfg.train.group_by_length, pad_multiple(self.precision))
         extra_eval = get_extra_eval_dataloaders(self.data, cfg.train.eval_batch_size, cfg.train.group_by_length,
                                                 pad_multiple(self.precision))

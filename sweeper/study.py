@@ -60,15 +60,16 @@ def load_study(storage, cfg) -> optuna.Study:
         if n == 0 and space.enqueue_reference and in_space(ref, space):
             study.enqueue_trial({"lr": ref.lr, "epochs": ref.epochs, "batch_size": ref.batch_size},
                                 skip_if_exists=True)
-    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(cfg.seed, cfg.study.name, n),
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(cfg.seed, cfg.study.name, n, cfg.get("worker", 0)),
                                                n_startup_trials=cfg.study.startup_trials)
     return study
 
 
-def sampler_seed(seed: int, study_name: str, n_trials: int) -> int:
+def sampler_seed(seed: int, study_name: str, n_trials: int, worker: int = 0) -> int:
     """Different per study, so the studies of one multirun do not all draw the same start-up proposals,
-    and per trial count, so a resumed sweep does not replay the proposals of the run it continues."""
-    return zlib.crc32(f"{seed}/{study_name}/{n_trials}".encode())
+    per trial count, so a resumed sweep does not replay the proposals of the run it continues, and per
+    worker, since workers launched together all load the study at 0 trials and would propose alike."""
+    return zlib.crc32(f"{seed}/{study_name}/{n_trials}{f'/w{worker}' if worker else ''}".encode())
 
 
 def in_space(ref, space) -> bool:

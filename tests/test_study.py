@@ -170,3 +170,49 @@ def test_studies_of_one_multirun_draw_different_start_up_proposals(compose_cfg):
         proposals[task] = [vars(suggest(study.ask(), cfg.search)) for _ in range(3)]
     assert proposals["mrpc"] != proposals["sst2"]
     assert all(a["lr"] != b["lr"] for a, b in zip(proposals["mrpc"], proposals["sst2"], strict=True))
+
+
+def test_workers_of_one_study_draw_different_start_up_proposals(compose_cfg):
+    from sweeper.objective import suggest
+    from sweeper.storage import open_storage
+    from sweeper.study import load_study, sampler_seed
+
+    assert sampler_seed(42, "s", 0, worker=0) == sampler_seed(42, "s", 0)  # a single worker samples as before
+    proposals = []
+    for worker in (0, 1):  # both load the new study at 0 trials, as workers launched together do
+        cfg = compose_cfg("+worker=" + str(worker), f"study.name=w{worker}", "search.enqueue_reference=false")
+        study = load_study(open_storage(cfg.study), cfg)
+        proposals.append([suggest(study.ask(), cfg.search).lr for _ in range(3)])
+    assert all(a != b for a, b in zip(*proposals, strict=True))
+
+
+def test_the_study_lock_is_free_while_a_trial_trains(compose_cfg):
+    import fcntl
+
+    from sweeper.storage import open_storage, sqlite_path
+    from sweeper.study import load_study, run_trials
+
+    cfg = compose_cfg("study.n_trials=2", "search.enqueue_reference=false")
+    study = load_study(open_storage(cfg.study), cfg)
+    free = []
+
+    class Probe:  # a trial that, instead of training, tries the lock another worker would wait on
+        trial = None
+
+        def __call__(self, trial):
+            suggest_all = [trial.suggest_float("lr", 1e-5, 1e-4, log=True), trial.suggest_int("epochs", 1, 3),
+                           trial.suggest_categorical("batch_size", list(cfg.search.batch_size))]
+            with open(f"{sqlite_path(cfg.study.storage)}.lock", "a") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    free.append(True)
+                    fcntl.flock(f, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    free.append(False)
+            return suggest_all[0]
+
+        def release(self):
+            pass
+
+    run_trials(study, Probe(), cfg, Path(cfg.out_dir) / "checkpoints")
+    assert free == [True, True]
