@@ -33,10 +33,16 @@ def check_local_copy(data_dir: str, task) -> None:
 
 
 def load_splits(task, data_dir: str | None, seed: int):
-    """The task's train and evaluation splits, deterministically subsampled (extra evaluation splits: load_task)."""
-    raw = source.read(task, data_dir)
-    return (subsample(raw[task.train_split], task.max_train_samples, seed),
-            subsample(raw[task.eval_split], task.max_eval_samples, seed))
+    """The task's train and evaluation splits, deterministically subsampled."""
+    splits = load_subsampled(task, data_dir, seed)
+    return splits[task.train_split], splits[task.eval_split]
+
+
+def load_subsampled(task, data_dir: str | None, seed: int) -> dict:
+    """Every split the task names (train, evaluation, extra evaluation), read fresh from its source and
+    deterministically subsampled: training by task.max_train_samples, the others by max_eval_samples."""
+    return {split: subsample(d, task.max_train_samples if split == task.train_split else task.max_eval_samples, seed)
+            for split, d in source.read(task, data_dir).items()}
 
 
 def load_test_split(task, data_dir: str | None):
@@ -78,16 +84,12 @@ def load_task(task, tokenizer_path: str, data_dir: str | None, seed: int) -> Tas
     from transformers import AutoTokenizer
 
     datasets.disable_progress_bars()
-    raw = source.read(task, data_dir)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-
-    def prepare(split, n):
-        return tokenize(subsample(raw[split], n, seed), tokenizer, task.text_columns, task.max_length,
-                        task.label_column, task.num_labels == 1)
-
-    train = prepare(task.train_split, task.max_train_samples)
-    evaluation = prepare(task.eval_split, task.max_eval_samples)
-    extras = {s: prepare(s, task.max_eval_samples) for s in task.extra_eval_splits}
+    tokenized = {split: tokenize(d, tokenizer, task.text_columns, task.max_length, task.label_column,
+                                 task.num_labels == 1)
+                 for split, d in load_subsampled(task, data_dir, seed).items()}
+    train, evaluation = tokenized[task.train_split], tokenized[task.eval_split]
+    extras = {s: tokenized[s] for s in task.extra_eval_splits}
     log.info("%s: %d train / %d eval examples tokenized%s", task.name, len(train), len(evaluation),
              "".join(f", {len(d)} {s}" for s, d in extras.items()))
     return TaskData(train, evaluation, token_lengths(train), token_lengths(evaluation), tokenizer,

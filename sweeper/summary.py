@@ -15,9 +15,9 @@ def study_row(study) -> dict:
     trials = study.get_trials(deepcopy=False)
     attrs = study.user_attrs
     row = {"study": study.study_name, "task": name(attrs.get("task")), "model": name(attrs.get("model"))}
-    row.update({name: sum(t.state == s for t in trials)
-                for name, s in (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED),
-                                ("failed", TrialState.FAIL))})
+    row.update({column: sum(t.state == s for t in trials)
+                for column, s in (("complete", TrialState.COMPLETE), ("pruned", TrialState.PRUNED),
+                                  ("failed", TrialState.FAIL))})
     objective = (study.metric_names or ["objective"])[0]
     if row["complete"]:
         best = study.best_trial
