@@ -22,7 +22,8 @@ def study_row(study) -> dict:
     if row["complete"]:
         best = study.best_trial
         row.update({"objective": objective, "best": best.value, "best_trial": best.number})
-        row.update({k: best.user_attrs[k] for k in ("accuracy", "f1") if k in best.user_attrs and k != objective})
+        shown = [k for k in metrics(attrs.get("task")) if k in best.user_attrs and k != objective]
+        row.update({k: best.user_attrs[k] for k in shown})
         row.update({f"best_{k}": v for k, v in best.params.items()})
     # Wall time of every trial that ran here, failed ones included: what the study cost.
     row["train_minutes"] = round(sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
@@ -63,6 +64,12 @@ class MultirunSummary(Callback):
         table = write_summary(studies, path)
         with pd.option_context("display.width", 200, "display.max_columns", None, "display.precision", 4):
             print(f"\nsummary of {len(studies)} studies ({path}):\n{table.to_string(index=False)}", flush=True)
+
+
+def metrics(section) -> list[str]:
+    """The task's metrics in a study's stored definition (CoLA: Matthews correlation and accuracy; STS-B:
+    Pearson, Spearman, MSE); accuracy and F1 for a study that stored only the task's name."""
+    return list(section.get("metrics") or []) if isinstance(section, dict) else ["accuracy", "f1"]
 
 
 def name(section) -> str | None:

@@ -150,3 +150,25 @@ def test_summary_has_a_row_per_study_with_its_best_trial(tmp_path):
     assert (mrpc["objective"], mrpc["best"], mrpc["best_trial"], mrpc["accuracy"]) == ("f1", "0.8", "1", "0.4")
     assert (sst2["objective"], sst2["best"], sst2["f1"]) == ("accuracy", "0.6", "0.6")
     assert float(mrpc["train_minutes"]) >= 0 and mrpc["best_epochs"] in {"1", "2", "3"}
+
+
+def test_summary_shows_the_metrics_the_task_defines(tmp_path):
+    """A study with a stored task definition gets that task's metrics as columns, not accuracy/F1."""
+    from sweeper.summary import write_summary
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="stsb-tiny", direction="maximize")
+    study.set_metric_names(["pearson"])
+    study.set_user_attr("task", {"name": "stsb", "metrics": ["pearson", "spearman", "mse"]})
+
+    def run(trial):
+        trial.suggest_int("epochs", 1, 3)
+        for metric, value in (("pearson", 0.5), ("spearman", 0.4), ("mse", 2.5), ("f1", 0.9)):
+            trial.set_user_attr(metric, value)
+        return 0.5
+
+    study.optimize(run, n_trials=1)
+    write_summary([study], tmp_path / "summary.csv")
+    (row,) = csv.DictReader(open(tmp_path / "summary.csv"))
+    assert (row["task"], row["objective"], row["best"], row["spearman"], row["mse"]) == (
+        "stsb", "pearson", "0.5", "0.4", "2.5")
+    assert "f1" not in row and "accuracy" not in row
