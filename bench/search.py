@@ -35,11 +35,11 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
 from sweeper.config import CONF_DIR, register  # noqa: E402
-from sweeper.metrics import compute_metrics  # noqa: E402
-from sweeper.model import fresh_model  # noqa: E402
-from sweeper.objective import Objective  # noqa: E402
-from sweeper.storage import open_storage  # noqa: E402
-from sweeper.study import load_study, run_trials  # noqa: E402
+from sweeper.study.objective import Objective  # noqa: E402
+from sweeper.study.run import load_study, run_trials  # noqa: E402
+from sweeper.study.storage import open_storage  # noqa: E402
+from sweeper.train.metrics import compute_metrics  # noqa: E402
+from sweeper.train.model import fresh_model  # noqa: E402
 
 ARMS = {"sweeper": "plateau", "no-prune": "none", "median": "median"}  # sweeper arms -> pruner config
 MAX_TRIALS = 60

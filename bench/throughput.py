@@ -31,12 +31,12 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from transformers import DataCollatorWithPadding, get_scheduler  # noqa: E402
 
-from sweeper import checkpoints  # noqa: E402
 from sweeper.config import CONF_DIR, register  # noqa: E402
-from sweeper.metrics import compute_metrics  # noqa: E402
-from sweeper.model import fresh_model  # noqa: E402
-from sweeper.objective import Objective  # noqa: E402
-from sweeper.storage import open_storage  # noqa: E402
+from sweeper.study.objective import Objective  # noqa: E402
+from sweeper.study.storage import open_storage  # noqa: E402
+from sweeper.train import checkpoints  # noqa: E402
+from sweeper.train.metrics import compute_metrics  # noqa: E402
+from sweeper.train.model import fresh_model  # noqa: E402
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 20) -> float:

@@ -9,7 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sweeper.config import CONF_DIR, ConfigError, choices, register, validate
-from sweeper.data import check_local_copy
+from sweeper.data.dataset import check_local_copy
 
 GROUPS = ("task", "model", "optimizer", "search", "pruner")
 register()
@@ -21,10 +21,10 @@ warnings.filterwarnings("ignore", message="provider=hydra.searchpath in main, pa
 def check(cfg, launcher: str = "") -> None:
     """Everything knowable before training: config values, data files, the storage (and whether the
     launcher, Hydra's `_target_`, can reach it), the stored study."""
-    from sweeper.definition import verify
-    from sweeper.distributed import check_world
-    from sweeper.placement import check_launcher
-    from sweeper.storage import open_storage
+    from sweeper.scale.distributed import check_world
+    from sweeper.scale.placement import check_launcher
+    from sweeper.study.definition import verify
+    from sweeper.study.storage import open_storage
 
     validate(cfg)
     check_world(cfg)
@@ -36,7 +36,7 @@ def check(cfg, launcher: str = "") -> None:
             raise ConfigError("train.precision=fp16 needs a CUDA GPU; allowed here: auto, bf16, no")
     check_local_copy(cfg.data_dir, cfg.task)  # files, columns, labels of a local source; the Hub's: when loaded
     if cfg.mode.value == "retrain":
-        from sweeper.retrain import find_study
+        from sweeper.results.retrain import find_study
 
         find_study(cfg)  # before open_storage, which would create a missing SQLite file
     verify(open_storage(cfg.study), cfg)
@@ -65,9 +65,9 @@ def preflight(argv: list[str]) -> None:
     if flags:
         jobs = [[j for j in job if not hydra_key(j)] for job in
                 BasicSweeper.split_arguments(overrides, None)[0]]
-    from sweeper.placement import JOBS
+    from sweeper.scale.placement import JOBS
 
-    os.environ[JOBS] = str(len(jobs))  # for train.threads=null under a local pool (sweeper/placement.py)
+    os.environ[JOBS] = str(len(jobs))  # for train.threads=null under a local pool (sweeper/scale/placement.py)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for job in jobs:
             try:
@@ -109,9 +109,9 @@ def explain(error: Exception, job: list[str]) -> str:
 def sweep(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    from sweeper import distributed
-    from sweeper.placement import place_worker, set_threads
-    from sweeper.study import SweepStopped, run_study
+    from sweeper.scale import distributed
+    from sweeper.scale.placement import place_worker, set_threads
+    from sweeper.study.run import SweepStopped, run_study
 
     try:
         launcher = HydraConfig.get().launcher
@@ -119,7 +119,7 @@ def sweep(cfg: DictConfig) -> float | None:
         check(cfg, launcher._target_)
         set_threads(cfg.train.threads, launcher)
         if cfg.mode.value == "retrain":
-            from sweeper.retrain import run_retrain
+            from sweeper.results.retrain import run_retrain
 
             return run_retrain(cfg)
         distributed.init()

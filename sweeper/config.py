@@ -113,7 +113,7 @@ class StudyConfig:
     max_retries: int = MISSING
     max_failed_fraction: float = MISSING
     keep_checkpoints: KeepCheckpoints = MISSING
-    accept: list[str] = field(default_factory=list)  # defining keys a resume may change (sweeper/definition.py)
+    accept: list[str] = field(default_factory=list)  # defining keys a resume may change (sweeper/study/definition.py)
     objectives: list[str] = field(default_factory=list)  # empty = task.objective; two or more = multi-objective
 
 
@@ -185,7 +185,7 @@ PRUNERS = {
     "optuna.pruners.HyperbandPruner",
     "optuna.pruners.SuccessiveHalvingPruner",
     "optuna.pruners.NopPruner",
-    "sweeper.pruning.PlateauMedianPruner",
+    "sweeper.study.pruning.PlateauMedianPruner",
 }
 
 
@@ -235,7 +235,7 @@ def validate(cfg) -> None:
 
 def validate_metrics(task, study) -> None:
     """Metrics exist and suit the task (regression or classes); objectives are among what a trial stores."""
-    from sweeper.metrics import METRICS, REGRESSION, measured
+    from sweeper.train.metrics import METRICS, REGRESSION, measured
 
     if task.num_labels < 1:
         raise ConfigError(f"task.num_labels={task.num_labels}; allowed: 1 (regression) or the number of classes")

@@ -69,7 +69,7 @@ import sys, time
 from pathlib import Path
 from types import SimpleNamespace
 from sweeper.config import ConfigError
-from sweeper.storage import open_storage
+from sweeper.study.storage import open_storage
 
 url, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 ready.touch()

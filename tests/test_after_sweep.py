@@ -15,7 +15,7 @@ from conftest import TINY, cli, load
 @pytest.mark.slow
 def test_multirun_summary_retrain_and_the_dashboard(tmp_path, glue_dir):
     storage = f"sqlite:///{tmp_path}/s.db"
-    # Retraining runs under the study's definition (sweeper/definition.py): the same overrides as the sweep.
+    # Retraining runs under the study's definition (sweeper/study/definition.py): the same overrides as the sweep.
     common = [*TINY, "search.epochs.high=2", f"study.storage={storage}", f"out_dir={tmp_path}", f"data_dir={glue_dir}"]
     result = cli("-m", "task=mrpc,sst2", "study.n_trials=3", *common)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -121,7 +121,7 @@ def test_retrain_on_a_missing_database_does_not_create_it(tmp_path, glue_dir):
 
 
 def test_summary_has_a_row_per_study_with_its_best_trial(tmp_path):
-    from sweeper.summary import write_summary
+    from sweeper.results.summary import write_summary
 
     storage = f"sqlite:///{tmp_path}/s.db"
     studies = []
@@ -154,7 +154,7 @@ def test_summary_has_a_row_per_study_with_its_best_trial(tmp_path):
 
 def test_summary_shows_the_metrics_the_task_defines(tmp_path):
     """A study with a stored task definition gets that task's metrics as columns, not accuracy/F1."""
-    from sweeper.summary import write_summary
+    from sweeper.results.summary import write_summary
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="stsb-tiny", direction="maximize")
     study.set_metric_names(["pearson"])

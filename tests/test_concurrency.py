@@ -1,5 +1,5 @@
 """Workers started together on one study leave exactly study.n_trials finished trials and one reference
-trial: the study's runner (sweeper.study) in real processes on real SQLite files and PostgreSQL, each
+trial: the study's runner (sweeper.study.run) in real processes on real SQLite files and PostgreSQL, each
 trial a quick objective (the race is in counting and creating trials, not in training), many rounds."""
 import os
 import subprocess
@@ -18,14 +18,14 @@ POSTGRES = os.environ.get("SWEEPER_TEST_POSTGRES")
 WORKERS, N_TRIALS = 4, 5
 
 # One worker: the CLI's config and study runner; each trial suggests, sleeps a moment, reports once
-# (without sweeper.objective, whose torch import would take most of each round).
+# (without sweeper.study.objective, whose torch import would take most of each round).
 WORKER = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, "tests")
 from conftest import compose_config
-from sweeper.storage import open_storage
-from sweeper.study import load_study, run_trials
+from sweeper.study.storage import open_storage
+from sweeper.study.run import load_study, run_trials
 
 url, name, ready, go, n_trials = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
 cfg = compose_config("model=tiny", f"study.storage={url}", f"study.name={name}", f"study.n_trials={n_trials}",

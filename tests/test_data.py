@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from conftest import compose_config
-from sweeper import data
-from sweeper.batching import ShuffledBatches, get_dataloaders
 from sweeper.config import ConfigError
+from sweeper.data import dataset
+from sweeper.data.batching import ShuffledBatches, get_dataloaders
 
 
 @pytest.fixture(scope="module")
 def mrpc(glue_dir):
     cfg = compose_config("task=mrpc", "model=tiny", "task.max_train_samples=200", "task.max_eval_samples=50")
-    return cfg, data.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
+    return cfg, dataset.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
 
 
 def test_batches_hold_model_inputs_padded_per_batch(mrpc):
@@ -41,9 +41,9 @@ def test_sentence_pairs_are_encoded_as_pairs(mrpc):
 
 def test_subsampling_is_deterministic(glue_dir, mrpc):
     cfg, _ = mrpc
-    a, _ = data.load_splits(cfg.task, glue_dir, seed=0)
-    b, _ = data.load_splits(cfg.task, glue_dir, seed=0)
-    c, _ = data.load_splits(cfg.task, glue_dir, seed=1)
+    a, _ = dataset.load_splits(cfg.task, glue_dir, seed=0)
+    b, _ = dataset.load_splits(cfg.task, glue_dir, seed=0)
+    c, _ = dataset.load_splits(cfg.task, glue_dir, seed=1)
     assert len(a) == 200 and a["idx"] == b["idx"]
     assert a["idx"] != c["idx"]
 
@@ -83,7 +83,7 @@ def test_missing_task_files_fail_with_the_path(tmp_path, mrpc):
     (tmp_path / "sst2").mkdir()
     (tmp_path / "sst2" / "train-00000-of-00001.parquet").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"has no mrpc/train-\*.parquet; tasks there: sst2"):
-        data.check_local_copy(str(tmp_path), cfg.task)
+        dataset.check_local_copy(str(tmp_path), cfg.task)
 
 
 def test_a_changed_local_file_is_read_as_it_is_now(tmp_path, glue_dir, mrpc):
@@ -96,13 +96,13 @@ def test_a_changed_local_file_is_read_as_it_is_now(tmp_path, glue_dir, mrpc):
     copy = tmp_path / "glue"
     shutil.copytree(Path(glue_dir) / "mrpc", copy / "mrpc")
     shutil.copy(Path(glue_dir) / "README.md", copy / "README.md")
-    _, before = data.load_splits(cfg.task, str(copy), seed=0)
+    _, before = dataset.load_splits(cfg.task, str(copy), seed=0)
     path = copy / "mrpc" / "validation-00000-of-00001.parquet"
     table = pq.read_table(path)
     changed = table.set_column(table.schema.get_field_index("sentence1"), "sentence1",
                                pa.array([f"changed {i}" for i in range(len(table))]))
     pq.write_table(changed.slice(0, 40), path)
-    _, after = data.load_splits(cfg.task, str(copy), seed=0)
+    _, after = dataset.load_splits(cfg.task, str(copy), seed=0)
     assert before[0]["sentence1"] != "changed" and len(before) == 50
     assert len(after) == 40 and all(s.startswith("changed ") for s in after["sentence1"])
     assert after.features["label"].names == ["not_equivalent", "equivalent"]  # features kept from the schema

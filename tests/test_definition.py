@@ -9,9 +9,9 @@ from optuna.trial import TrialState
 
 from conftest import TINY, load
 from sweeper.config import ConfigError
-from sweeper.definition import SAFE, check_accept, definition, differences, refusal, stored
-from sweeper.storage import open_storage
-from sweeper.study import load_study, run_study
+from sweeper.study.definition import SAFE, check_accept, definition, differences, refusal, stored
+from sweeper.study.run import load_study, run_study
+from sweeper.study.storage import open_storage
 
 
 def attrs(cfg) -> dict:
@@ -22,7 +22,7 @@ def test_the_definition_holds_resolved_values(compose_cfg):
     d = definition(compose_cfg(*TINY))
     assert Path(d["model.path"]).is_absolute() and (Path(d["model.path"]) / "config.json").exists()
     assert d["task.max_train_samples"] == 64 and d["task.max_eval_samples"] == 32 and d["seed"] == 42
-    assert d["search.batch_size"] == [8, 16, 32] and d["pruner._target_"] == "sweeper.pruning.PlateauMedianPruner"
+    assert d["search.batch_size"] == [8, 16, 32] and d["pruner._target_"] == "sweeper.study.pruning.PlateauMedianPruner"
     assert d["train.precision"] == "auto" and d["study.directions"] == ["maximize"]
     assert d["data.content"].startswith("sha256:")
     assert not [k for k in d if k.startswith(("study.n_trials", "train.progress", "train.eval_batch_size"))]
@@ -49,7 +49,8 @@ def test_keys_that_do_not_change_results_are_not_part_of_it(compose_cfg, overrid
     ("search.lr.high=5e-5", "search.lr.high", 1e-4, 5e-5),
     ("search.epochs.high=1", "search.epochs.high", 3, 1),
     ("search.batch_size=[8]", "search.batch_size", [8, 16, 32], [8]),
-    ("pruner=hyperband", "pruner._target_", "sweeper.pruning.PlateauMedianPruner", "optuna.pruners.HyperbandPruner"),
+    ("pruner=hyperband", "pruner._target_", "sweeper.study.pruning.PlateauMedianPruner",
+     "optuna.pruners.HyperbandPruner"),
     ("train.precision=no", "train.precision", "auto", "no"),
     ("train.group_by_length=false", "train.group_by_length", True, False),
     ("train.cpu_fastpath=false", "train.cpu_fastpath", True, False),
@@ -120,6 +121,15 @@ def test_a_worker_with_another_config_cannot_join_and_writes_nothing(compose_cfg
     assert [t.state for t in load(cfg.study.storage, cfg.study.name).trials] == [TrialState.WAITING]  # reference
 
 
+def test_a_study_that_stored_the_pruner_under_its_old_module_path_resumes(compose_cfg):
+    cfg = compose_cfg(*TINY)
+    study = load_study(open_storage(cfg.study), cfg)
+    pruner = dict(study.user_attrs["pruner"], _target_="sweeper.pruning.PlateauMedianPruner")  # before the regroup
+    study.set_user_attr("pruner", pruner)
+    load_study(open_storage(cfg.study), cfg)  # the same class: no refusal
+    assert attrs(cfg)["pruner"]["_target_"] == "sweeper.pruning.PlateauMedianPruner"  # the record is left as it was
+
+
 def test_an_accepted_change_becomes_the_definition_and_is_noted(compose_cfg, caplog):
     cfg = compose_cfg(*TINY)
     load_study(open_storage(cfg.study), cfg)
@@ -128,7 +138,7 @@ def test_an_accepted_change_becomes_the_definition_and_is_noted(compose_cfg, cap
         load_study(open_storage(changed.study), changed)
     now = attrs(cfg)
     assert stored(now) == definition(changed)
-    change = "from trial 1: pruner._target_: sweeper.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner"
+    change = "from trial 1: pruner._target_: sweeper.study.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner"
     assert change in now["changes"]
     assert "from trial 1: search.epochs.high: 3 -> 2" in now["changes"]
     assert "mrpc-tiny: study.accept lets these change from trial 1 on: search.epochs.high: 3 -> 2; " in caplog.text

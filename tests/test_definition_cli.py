@@ -7,7 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import TINY, cli, load
-from sweeper.definition import stored
+from sweeper.study.definition import stored
 
 pytestmark = pytest.mark.slow
 FAST = [*TINY, "search.epochs.high=1", "study.n_trials=1"]
@@ -91,5 +91,5 @@ def test_an_accepted_change_resumes_and_is_recorded(copied):
     assert result.returncode == 0, result.stderr[-3000:]
     study = load(storage, "mrpc-tiny")
     assert len(study.trials) == 2 and study.user_attrs["pruner"] == {"_target_": "optuna.pruners.NopPruner"}
-    assert "from trial 1: pruner._target_: sweeper.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner" in \
+    assert "from trial 1: pruner._target_: sweeper.study.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner" in \
         study.user_attrs["changes"]

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from conftest import TINY, compose_config
-from sweeper.export import MARKER, export_if_better, read_marker
+from sweeper.results.export import MARKER, export_if_better, read_marker
 
 
 @pytest.fixture(scope="module")
 def swept(glue_dir, tmp_path_factory):
     """A finished tiny study (fp32, so re-evaluation must match to the last digit; the best trial's
     checkpoint kept, to compare weights), and its config."""
-    from sweeper.study import run_study
+    from sweeper.study.run import run_study
 
     out = tmp_path_factory.mktemp("swept")
     cfg = compose_config(f"data_dir={glue_dir}", f"out_dir={out}", f"study.storage=sqlite:///{out}/s.db",
@@ -30,10 +30,10 @@ def test_best_model_loads_offline_and_reproduces_its_trial(swept):
     from safetensors.torch import load_file
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    from sweeper.checkpoints import latest
-    from sweeper.data import load_task
-    from sweeper.metrics import compute_metrics
-    from sweeper.predict import predict
+    from sweeper.data.dataset import load_task
+    from sweeper.results.predict import predict
+    from sweeper.train.checkpoints import latest
+    from sweeper.train.metrics import compute_metrics
 
     cfg, study, best, out = swept
     path = out / "mrpc-tiny" / "best-model"
@@ -67,7 +67,7 @@ def test_no_checkpoints_are_kept_by_default():
 def test_export_replaces_only_with_a_better_model(tmp_path):
     from transformers import AutoTokenizer
 
-    from sweeper.model import load_template
+    from sweeper.train.model import load_template
 
     cfg = compose_config(*TINY)
     model = load_template(cfg.model, 2, 0)
@@ -90,7 +90,7 @@ def test_export_replaces_only_with_a_better_model(tmp_path):
 
 
 def test_best_yaml_composes_back_to_the_best_trial(swept):
-    from sweeper.study import run_study
+    from sweeper.study.run import run_study
 
     cfg, study, best, out = swept
     text = (out / "mrpc-tiny" / "best.yaml").read_text()

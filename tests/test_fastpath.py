@@ -5,8 +5,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from sweeper import fastpath
 from sweeper.config import _minilm_path
+from sweeper.train import fastpath
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,18 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import compose_config
-from sweeper import checkpoints, data
-from sweeper.batching import get_dataloaders
-from sweeper.loop import Hparams, NonFiniteLoss, resolve_precision, train
-from sweeper.metrics import compute_metrics
-from sweeper.model import fresh_model, load_template
+from sweeper.data import dataset
+from sweeper.data.batching import get_dataloaders
+from sweeper.train import checkpoints
+from sweeper.train.loop import Hparams, NonFiniteLoss, resolve_precision, train
+from sweeper.train.metrics import compute_metrics
+from sweeper.train.model import fresh_model, load_template
 
 
 @pytest.fixture(scope="module")
 def sst2(glue_dir):
     cfg = compose_config("task=sst2", "model=tiny", "task.max_train_samples=64", "task.max_eval_samples=64")
-    task = data.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
+    task = dataset.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
     return cfg, task, load_template(cfg.model, 2, seed=0)
 
 

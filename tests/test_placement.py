@@ -4,7 +4,7 @@ import os
 import pytest
 
 from sweeper.config import ConfigError
-from sweeper.placement import ALL_GPUS, check_launcher, place_worker
+from sweeper.scale.placement import ALL_GPUS, check_launcher, place_worker
 
 SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
@@ -38,7 +38,7 @@ def test_other_launchers_leave_the_gpus_alone(monkeypatch):
 
 
 def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(monkeypatch, compose_cfg):
-    from sweeper.distributed import check_world
+    from sweeper.scale.distributed import check_world
 
     cfg = compose_cfg("search.batch_size=[8,12,16]")
     monkeypatch.setenv("WORLD_SIZE", "8")
@@ -54,7 +54,7 @@ def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(monkeypatc
 def test_a_local_pool_runs_n_jobs_workers_at_most_the_commands_jobs(monkeypatch, n_jobs, jobs, pool):
     from omegaconf import OmegaConf
 
-    from sweeper.placement import JOBS, pool_size
+    from sweeper.scale.placement import JOBS, pool_size
 
     monkeypatch.setattr(os, "cpu_count", lambda: 8)  # joblib's n_jobs=-1 means one worker per core
     if jobs is None:
@@ -66,7 +66,7 @@ def test_a_local_pool_runs_n_jobs_workers_at_most_the_commands_jobs(monkeypatch,
 
 
 def test_workers_and_threads_are_not_part_of_a_studys_definition(compose_cfg):
-    from sweeper.definition import definition
+    from sweeper.study.definition import definition
 
     first = compose_cfg("+worker=0")
     second = compose_cfg("+worker=3", "train.threads=1", "hydra/launcher=joblib")

@@ -5,9 +5,9 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import compose_config, load
-from sweeper.metrics import trivial_value
-from sweeper.objective import report_epoch
-from sweeper.pruning import TRIVIAL, PlateauMedianPruner
+from sweeper.study.objective import report_epoch
+from sweeper.study.pruning import TRIVIAL, PlateauMedianPruner
+from sweeper.train.metrics import trivial_value
 
 TRIVIAL_F1 = 0.8122  # MRPC validation: every pair predicted "equivalent"
 
@@ -85,7 +85,7 @@ def test_the_default_pruner_is_the_plateau_pruner():
 
 def test_a_better_value_follows_the_metrics_direction():
     """What replaces an exported best model or a retrain's best seed: lower mse, higher f1."""
-    from sweeper.metrics import improves
+    from sweeper.train.metrics import improves
 
     assert improves("mse", 0.1, 0.2) and not improves("mse", 0.2, 0.1)
     assert improves("f1", 0.9, 0.8) and not improves("f1", 0.8, 0.9)

@@ -6,9 +6,10 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import TINY, load
-from sweeper import data, model
-from sweeper.objective import report_epoch
-from sweeper.study import FINISHED, SweepStopped, check_failures, run_study
+from sweeper.data import dataset
+from sweeper.study.objective import report_epoch
+from sweeper.study.run import FINISHED, SweepStopped, check_failures, run_study
+from sweeper.train import model
 
 
 def finished(study):
@@ -77,10 +78,10 @@ def test_tokenize_and_read_weights_once_per_study(compose_cfg, monkeypatch):
             return real(*args, **kwargs)
         monkeypatch.setattr(module, name, wrapper)
 
-    counting(data, "tokenize")
+    counting(dataset, "tokenize")
     counting(model, "load_template")
     counting(model, "fresh_model")
-    import sweeper.objective as objective  # it imported the names: count there too
+    import sweeper.study.objective as objective  # it imported the names: count there too
     monkeypatch.setattr(objective, "load_template", model.load_template)
     monkeypatch.setattr(objective, "fresh_model", model.fresh_model)
     run_study(compose_cfg(*TINY, "study.n_trials=3", "search.epochs.high=1"))
@@ -138,9 +139,9 @@ def test_a_failed_trial_frees_its_model_and_the_sweep_goes_on(compose_cfg):
 
     from transformers import BertForSequenceClassification
 
-    from sweeper.objective import Objective
-    from sweeper.storage import open_storage
-    from sweeper.study import load_study, run_trials
+    from sweeper.study.objective import Objective
+    from sweeper.study.run import load_study, run_trials
+    from sweeper.study.storage import open_storage
 
     cfg = compose_cfg(*TINY, "study.n_trials=2", "search.epochs.high=1")
     study = load_study(open_storage(cfg.study), cfg)
@@ -159,9 +160,9 @@ def test_a_failed_trial_frees_its_model_and_the_sweep_goes_on(compose_cfg):
 
 
 def test_studies_of_one_multirun_draw_different_start_up_proposals(compose_cfg):
-    from sweeper.objective import suggest
-    from sweeper.storage import open_storage
-    from sweeper.study import load_study
+    from sweeper.study.objective import suggest
+    from sweeper.study.run import load_study
+    from sweeper.study.storage import open_storage
 
     proposals = {}
     for task in ("mrpc", "sst2"):
@@ -173,9 +174,9 @@ def test_studies_of_one_multirun_draw_different_start_up_proposals(compose_cfg):
 
 
 def test_workers_of_one_study_draw_different_start_up_proposals(compose_cfg):
-    from sweeper.objective import suggest
-    from sweeper.storage import open_storage
-    from sweeper.study import load_study, sampler_seed
+    from sweeper.study.objective import suggest
+    from sweeper.study.run import load_study, sampler_seed
+    from sweeper.study.storage import open_storage
 
     assert sampler_seed(42, "s", 0, worker=0) == sampler_seed(42, "s", 0)  # a single worker samples as before
     proposals = []
@@ -189,8 +190,8 @@ def test_workers_of_one_study_draw_different_start_up_proposals(compose_cfg):
 def test_the_study_lock_is_free_while_a_trial_trains(compose_cfg):
     import fcntl
 
-    from sweeper.storage import open_storage, sqlite_path
-    from sweeper.study import load_study, run_trials
+    from sweeper.study.run import load_study, run_trials
+    from sweeper.study.storage import open_storage, sqlite_path
 
     cfg = compose_cfg("study.n_trials=2", "search.enqueue_reference=false")
     study = load_study(open_storage(cfg.study), cfg)

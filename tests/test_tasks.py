@@ -7,9 +7,9 @@ import scipy.stats
 import sklearn.metrics
 
 from conftest import TINY, compose_config, load
-from sweeper import data, source
 from sweeper.config import ConfigError, choices, validate
-from sweeper.metrics import METRICS, compute_metrics, direction
+from sweeper.data import dataset, source
+from sweeper.train.metrics import METRICS, compute_metrics, direction
 
 WORDS = "the a cat dog sat ran on under mat log quickly slowly red blue big small".split()
 GLUE = {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}
@@ -94,15 +94,15 @@ def test_bad_metrics_and_objectives_name_the_value(overrides, needle):
 def test_a_glue_task_missing_from_the_local_copy_names_the_hub(glue_dir):
     with pytest.raises(ConfigError, match=rf"data_dir={glue_dir} has no qqp/train-\*.parquet; tasks there: "
                                           r"cola, mrpc, rte, sst2, stsb, wnli; allowed: .* or data_dir=null"):
-        data.check_local_copy(glue_dir, compose_config("task=qqp").task)
+        dataset.check_local_copy(glue_dir, compose_config("task=qqp").task)
 
 
 @pytest.mark.parametrize("name,columns", [("qqp", 2), ("qnli", 2), ("mnli", 2)])
 def test_glue_tasks_in_a_written_copy_load(tmp_path, name, columns):
     root = write_glue(tmp_path, name)
     cfg = compose_config(f"task={name}", "model=tiny")
-    data.check_local_copy(str(root), cfg.task)
-    task = data.load_task(cfg.task, cfg.model.path, str(root), seed=0)
+    dataset.check_local_copy(str(root), cfg.task)
+    task = dataset.load_task(cfg.task, cfg.model.path, str(root), seed=0)
     assert len(task.train) == len(task.eval) == 48
     assert 1 in task.train[0]["token_type_ids"]  # a sentence pair
     assert set(task.train["labels"]) == set(range(cfg.task.num_labels))
@@ -121,8 +121,8 @@ def custom(tmp_path, label=None):
 def test_a_dataset_of_ones_own_loads_by_config(tmp_path):
     cfg = compose_config(*custom(tmp_path), "model=tiny")
     validate(cfg)
-    data.check_local_copy(None, cfg.task)
-    task = data.load_task(cfg.task, cfg.model.path, None, seed=0)
+    dataset.check_local_copy(None, cfg.task)
+    task = dataset.load_task(cfg.task, cfg.model.path, None, seed=0)
     assert len(task.train) == 40 and set(task.train["labels"]) == {0, 1, 2, 3}
     assert source.resolve(compose_config("task.dataset=org/reviews").task, None).hub == "org/reviews"
 
@@ -144,17 +144,17 @@ def test_data_that_does_not_fit_the_task_fails_before_training(tmp_path, change,
     overrides = custom(tmp_path, **({"label": change["label"]} if "label" in change else {}))
     cfg = compose_config(*overrides, *change.get("overrides", []))
     with pytest.raises(ConfigError, match=needle):
-        data.check_local_copy(None, cfg.task)
+        dataset.check_local_copy(None, cfg.task)
 
 
 def test_stsb_regression_trains_and_scores_correlations(compose_cfg, glue_dir):
     """The regression task end to end in-process: float labels, one output, MSE loss, correlations per epoch;
     the reference trial and the median pruner work on it as on a classification task."""
-    from sweeper.study import run_study
+    from sweeper.study.run import run_study
 
     cfg = compose_cfg(*TINY, "task=stsb", "study.n_trials=3", "search.epochs.low=2", "search.epochs.high=2",
                       "search.batch_size=[16]", "search.reference.epochs=2", "search.reference.batch_size=16")
-    task = data.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
+    task = dataset.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
     assert task.train.features["labels"].dtype == "float32"
     assert run_study(cfg) is not None
     study = load(cfg.study.storage, cfg.study.name)
@@ -168,8 +168,8 @@ def test_stsb_regression_trains_and_scores_correlations(compose_cfg, glue_dir):
 
 
 def test_mse_objective_is_minimized(compose_cfg):
-    from sweeper.storage import open_storage
-    from sweeper.study import load_study
+    from sweeper.study.run import load_study
+    from sweeper.study.storage import open_storage
 
     cfg = compose_cfg(*TINY, "task=stsb", "task.objective=mse")
     study = load_study(open_storage(cfg.study), cfg)
@@ -184,7 +184,7 @@ def test_multi_objective_study_keeps_a_pareto_front(tmp_path, caplog):
     front logged and marked in trials.csv, the objectives named for optuna-dashboard."""
     import pandas as pd
 
-    from sweeper.study import run_study
+    from sweeper.study.run import run_study
 
     root = write_glue(tmp_path / "glue", "mnli")
     cfg = compose_config(*TINY, "task=mnli", f"data_dir={root}", f"out_dir={tmp_path}",

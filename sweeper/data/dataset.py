@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweeper import source
+from sweeper.data import source
 
 if TYPE_CHECKING:  # imported lazily: the CLI checks its input before loading these
     import datasets

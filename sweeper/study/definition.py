@@ -18,7 +18,7 @@ import optuna
 from omegaconf import OmegaConf
 
 from sweeper.config import ConfigError
-from sweeper.metrics import direction, objectives
+from sweeper.train.metrics import direction, objectives
 
 log = logging.getLogger(__name__)
 # One study user attribute per section, a dict of flat dotted keys: readable in optuna-dashboard.
@@ -34,6 +34,9 @@ SAFE = ("pruner", "search.lr", "search.epochs", "train.precision", "train.group_
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "optuna", "hydra-core")
 ABSENT = "(absent)"
 CREATOR_WAIT_S = 2.0  # a worker that created the study an instant ago is still storing its definition
+# Classes studies recorded under the module path they had before sweeper/ was grouped by stage: the same
+# class, so a study that stored the old path is the same study.
+MOVED = {"sweeper.pruning.PlateauMedianPruner": "sweeper.study.pruning.PlateauMedianPruner"}
 
 
 def definition(cfg) -> dict[str, Any]:
@@ -63,7 +66,7 @@ def flatten(prefix: str, value) -> dict[str, Any]:
 def data_content(task, data_dir: str | None) -> str:
     """A digest of the task's split files, so the same data under another path resumes, and other data
     under the same path does not; a Hub dataset by its name."""
-    from sweeper import source
+    from sweeper.data import source
 
     where = source.resolve(task, data_dir)
     if where.local is None:
@@ -85,7 +88,7 @@ def stored(attrs: dict) -> dict[str, Any] | None:
     for s in SECTIONS:
         if s in attrs:
             flat.update({f"{s}.{k}": v for k, v in attrs[s].items()} if isinstance(attrs[s], dict) else {s: attrs[s]})
-    return flat
+    return {k: MOVED.get(v, v) if isinstance(v, str) else v for k, v in flat.items()}
 
 
 def differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:

@@ -15,8 +15,8 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from sweeper import checkpoints, fastpath
-from sweeper.metrics import compute_metrics
+from sweeper.train import checkpoints, fastpath
+from sweeper.train.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
 _accelerator: Accelerator | None = None

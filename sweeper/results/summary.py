@@ -73,5 +73,5 @@ def metrics(section) -> list[str]:
 
 
 def name(section) -> str | None:
-    """The name in a study's stored definition section (sweeper/definition.py), or a plain name."""
+    """The name in a study's stored definition section (sweeper/study/definition.py), or a plain name."""
     return section.get("name") if isinstance(section, dict) else section

@@ -11,14 +11,15 @@ import torch
 from hydra.utils import instantiate
 from optuna.trial import TrialState
 
-from sweeper import checkpoints, distributed
-from sweeper.batching import get_dataloaders, get_extra_eval_dataloaders
-from sweeper.data import load_task
-from sweeper.export import export_if_better
-from sweeper.loop import Hparams, pad_multiple, resolve_precision, train
-from sweeper.metrics import improves, objectives, trivial_value
-from sweeper.model import fresh_model, load_template
-from sweeper.pruning import TRIVIAL
+from sweeper.data.batching import get_dataloaders, get_extra_eval_dataloaders
+from sweeper.data.dataset import load_task
+from sweeper.results.export import export_if_better
+from sweeper.scale import distributed
+from sweeper.study.pruning import TRIVIAL
+from sweeper.train import checkpoints
+from sweeper.train.loop import Hparams, pad_multiple, resolve_precision, train
+from sweeper.train.metrics import improves, objectives, trivial_value
+from sweeper.train.model import fresh_model, load_template
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,8 @@ class Objective:
         return values[0] if len(values) == 1 else values
 
     def fit(self, hp: Hparams, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None):
-        """One training run on the study's data and template: a trial's, or a retrain seed's. hp.batch_size
-        is the global batch: each of a data-parallel trial's processes takes its share (sweeper/distributed.py)."""
+        """One training run on the study's data and template: a trial's, or a retrain seed's. hp.batch_size is
+        the global batch: each of a data-parallel trial's processes takes its share (sweeper/scale/distributed.py)."""
         cfg = self.cfg
         train_dl, eval_dl = get_dataloaders(
             self.data, hp.batch_size // distributed.world_size(), cfg.train.eval_batch_size, seed,

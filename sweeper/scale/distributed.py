@@ -119,8 +119,8 @@ def follow(cfg) -> None:
     """A rank other than 0: train every trial rank 0 starts, until it says the study is done."""
     import optuna
 
-    from sweeper import checkpoints
-    from sweeper.objective import Objective
+    from sweeper.study.objective import Objective
+    from sweeper.train import checkpoints
 
     if share() is None:
         return  # rank 0 found the study complete: nothing to train

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from sweeper.config import ConfigError
-from sweeper.storage import sqlite_path
+from sweeper.study.storage import sqlite_path
 
 log = logging.getLogger(__name__)
 REMOTE_LAUNCHERS = ("SlurmLauncher",)  # hydra-submitit-launcher's SLURM executor: jobs run on other nodes

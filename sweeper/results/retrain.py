@@ -12,7 +12,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
-from sweeper.storage import open_storage, sqlite_path
+from sweeper.study.storage import open_storage, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,10 @@ def run_retrain(cfg) -> float:
     """Retrain the best trial's parameters with seeds seed, seed+1, ...; returns the objective's mean."""
     from transformers import AutoModelForSequenceClassification
 
-    from sweeper.export import export
-    from sweeper.loop import Hparams
-    from sweeper.metrics import improves
-    from sweeper.objective import Objective
+    from sweeper.results.export import export
+    from sweeper.study.objective import Objective
+    from sweeper.train.loop import Hparams
+    from sweeper.train.metrics import improves
 
     study = find_study(cfg)
     best, objective_name = study.best_trial, cfg.task.objective
@@ -85,9 +85,9 @@ def run_retrain(cfg) -> float:
 
 def write_predictions(cfg, model, tokenizer, out: Path) -> Path:
     """The test split's predictions as GLUE's submission TSV: `index` and `prediction` (label names)."""
-    from sweeper.data import load_test_split, tokenize
-    from sweeper.export import label_maps
-    from sweeper.predict import predict
+    from sweeper.data.dataset import load_test_split, tokenize
+    from sweeper.results.export import label_maps
+    from sweeper.results.predict import predict
 
     raw = load_test_split(cfg.task, cfg.data_dir)
     task, regression = cfg.task, cfg.task.num_labels == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from sweeper.definition import write_csv
+from sweeper.study.definition import write_csv
 
 log = logging.getLogger(__name__)
 

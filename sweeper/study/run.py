@@ -15,13 +15,13 @@ import optuna
 from hydra.utils import instantiate
 from optuna.trial import TrialState
 
-from sweeper import checkpoints
 from sweeper.config import ConfigError
-from sweeper.definition import defined_study
-from sweeper.lock import study_lock
-from sweeper.metrics import direction, objectives
-from sweeper.report import summarize
-from sweeper.storage import open_storage
+from sweeper.results.report import summarize
+from sweeper.study.definition import defined_study
+from sweeper.study.lock import study_lock
+from sweeper.study.storage import open_storage
+from sweeper.train import checkpoints
+from sweeper.train.metrics import direction, objectives
 
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -36,7 +36,7 @@ class AllTrialsTaken(Exception):
 
 
 def load_study(storage, cfg) -> optuna.Study:
-    """Create the study or load it, refused if cfg defines another one (sweeper/definition.py);
+    """Create the study or load it, refused if cfg defines another one (sweeper/study/definition.py);
     sampler and pruner are rebuilt from the config either way. Each objective's direction follows its
     metric (mse, loss, seconds: minimize)."""
     names = objectives(cfg.task, cfg.study)
@@ -98,7 +98,7 @@ def run_study(cfg) -> float | None:
 def run_missing(study: optuna.Study, cfg, study_dir: Path) -> None:
     """Train the trials the study lacks. The objective (data, template model) lives in this frame only,
     so nothing that keeps a later frame alive (a logged traceback in summarize) keeps the model."""
-    from sweeper.objective import Objective  # torch and transformers load only when there is work
+    from sweeper.study.objective import Objective  # torch and transformers load only when there is work
 
     objective = Objective(cfg, study_dir)
     describe(study, cfg, len(objective.data.train), len(objective.data.eval))
@@ -113,7 +113,7 @@ def describe(study: optuna.Study, cfg, train_size: int, eval_size: int) -> None:
     # The job's own overrides (one job of a multirun); in-process callers (tests) get their own argv.
     command = ("python -m sweeper " + " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized()
                else shlex.join(sys.argv))
-    # The task and model themselves are in the study's definition (sweeper/definition.py).
+    # The task and model themselves are in the study's definition (sweeper/study/definition.py).
     attrs = {"train_size": train_size, "eval_size": eval_size,
              "search_space": f"lr log-uniform [{s.lr.low:g}, {s.lr.high:g}], epochs [{s.epochs.low}, "
                              f"{s.epochs.high}], batch_size {list(s.batch_size)}",

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import sqlalchemy
 
-from sweeper.storage import sqlite_path
+from sweeper.study.storage import sqlite_path
 
 log = logging.getLogger(__name__)
 
