@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
+import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
@@ -79,7 +80,8 @@ def peer(objective: Objective, n_trials: int, seed: int, tmp: str) -> list[dict]
 
     data = objective.data
     args = TrainingArguments(output_dir=f"{tmp}/trainer", eval_strategy="no", save_strategy="no", report_to="none",
-                             logging_strategy="no", disable_tqdm=True, seed=42, use_cpu=True)
+                             logging_strategy="no", disable_tqdm=True, seed=42,
+                             use_cpu=not torch.cuda.is_available())  # on a GPU where there is one, as sweeper
     trainer = Trainer(model_init=lambda trial=None: fresh_model(objective.template), args=args,
                       train_dataset=data.train, eval_dataset=data.eval, processing_class=data.tokenizer,
                       data_collator=DataCollatorWithPadding(data.tokenizer), compute_metrics=metrics,
