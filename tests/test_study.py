@@ -116,6 +116,24 @@ def test_summary_writes_every_trial_as_csv(compose_cfg, caplog):
             "duration"} <= set(frame.columns)
     assert f"optuna-dashboard {cfg.study.storage}" in caplog.text
     assert "2 complete, 0 pruned, 0 failed" in caplog.text
+    written = {p.name for p in (Path(cfg.out_dir) / cfg.study.name).iterdir()}
+    assert {"best.yaml", "report.html", "study.csv", "trials.csv"} <= written
+    assert not [name for name in written if name.endswith(".tmp")]  # every temporary file renamed into place
+
+
+def test_two_workers_writing_one_study_file_at_once_both_finish(tmp_path):
+    """Worker B writes and renames the whole file while worker A is between its write and its rename
+    (two workers of a study finishing together): both succeed and the file is whole, the last one's."""
+    from sweeper.results.report import replace_whole
+
+    path = tmp_path / "report.html"
+
+    def worker_a(tmp):
+        tmp.write_text("a")
+        replace_whole(path, lambda other: other.write_text("b"))  # worker B, all of it, in between
+
+    assert replace_whole(path, worker_a) == path
+    assert path.read_text() == "a" and [p.name for p in tmp_path.iterdir()] == ["report.html"]
 
 
 def test_failure_limit_counts_failures_not_retried_interruptions(compose_cfg):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import html
 import logging
+import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -41,16 +44,28 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
     if best is not None and {"lr", "epochs", "batch_size"} <= set(best.params):  # not a hand-made trial's
         log.info("best config: %s (python -m sweeper +%s=best)", write_best_config(cfg, best, study_dir),
                  study_cfg.name)
-    csv = study_dir / "trials.csv"
     table = trials_frame(study)
     if multi:
         table["pareto"] = table["number"].isin(list(front))
-    table.to_csv(csv, index=False)
-    log.info("trials: %s", csv)
-    write_csv(study.user_attrs, study_dir / "study.csv")  # its definition, versions, accepted changes
+    log.info("trials: %s", replace_whole(study_dir / "trials.csv", lambda tmp: table.to_csv(tmp, index=False)))
+    # its definition, versions, accepted changes
+    replace_whole(study_dir / "study.csv", lambda tmp: write_csv(study.user_attrs, tmp))
     log.info("report: %s", write_report(study, study_dir / "report.html"))
     log.info("dashboard: optuna-dashboard %s", study_cfg.storage)
     return None if best is None else best.value
+
+
+def replace_whole(path: Path, write: Callable[[Path], object]) -> Path:
+    """write(tmp) under a temporary name of this writer's own beside `path`, then rename it over `path`: a
+    reader never sees half a file, and workers of one study summarizing at the same moment each replace
+    it whole (with one shared temporary name, one worker's rename found the other's file gone)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def trials_frame(study):
@@ -86,11 +101,8 @@ def write_best_config(cfg, best, study_dir: Path) -> Path:
             f"rerun it as a one-trial study {cfg.study.name}-best:\n#   python -m sweeper +{cfg.study.name}=best\n"
             f"#   python -m sweeper {' '.join(overrides)}\n")
     defaults = "defaults:\n" + "".join(f"  - override /{g}: {v}\n" for g, v in groups)
-    path = study_dir / "best.yaml"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(head + defaults + OmegaConf.to_yaml(values))
-    tmp.rename(path)
-    return path
+    text = head + defaults + OmegaConf.to_yaml(values)
+    return replace_whole(study_dir / "best.yaml", lambda tmp: tmp.write_text(text))
 
 
 def figures(study) -> list[tuple[str, object]]:
@@ -136,7 +148,4 @@ def write_report(study, path: Path) -> Path:
             f"<script>{get_plotlyjs()}</script><style>body{{font-family:sans-serif;margin:2em}}"
             f"table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px}}</style>"
             f"</head><body>{''.join(parts)}</body></html>")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.rename(path)
-    return path
+    return replace_whole(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))

@@ -12,6 +12,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
+from sweeper.results.report import replace_whole
 from sweeper.study.storage import open_storage, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def run_retrain(cfg) -> float:
               "best_model": str((out / "best-model").resolve())}
     model = AutoModelForSequenceClassification.from_pretrained(out / "best-model")  # what a user loads
     result["predictions"] = str(write_predictions(cfg, model, objective.data.tokenizer, out).resolve())
-    pd.DataFrame(rows).to_csv(study_dir / "retrain.csv", index=False)
+    replace_whole(study_dir / "retrain.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
     study.set_user_attr("retrain", result)
     print(f"retrain {cfg.study.name}: trial {best.number} had {objective_name}={best.value:.4f}; over "
           f"{len(values)} seeds {result['mean']:.4f} +- {result['std']:.4f} ({', '.join(f'{v:.4f}' for v in values)})\n"
@@ -94,10 +95,6 @@ def write_predictions(cfg, model, tokenizer, out: Path) -> Path:
     ids = predict(model, tokenize(raw, tokenizer, task.text_columns, task.max_length, task.label_column, regression),
                   tokenizer, cfg.train.eval_batch_size)
     id2label, _ = label_maps(list(task.label_names), task.num_labels)
-    path = out / task.submission_file
-    tmp = path.with_suffix(".tmp")
     predictions = [round(float(v), 3) for v in ids] if regression else [id2label[int(i)] for i in ids]
     table = pd.DataFrame({"index": raw["idx"], "prediction": predictions})
-    table.to_csv(tmp, sep="\t", index=False)
-    tmp.rename(path)
-    return path
+    return replace_whole(out / task.submission_file, lambda tmp: table.to_csv(tmp, sep="\t", index=False))

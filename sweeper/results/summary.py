@@ -9,6 +9,8 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from optuna.trial import TrialState
 
+from sweeper.results.report import replace_whole
+
 
 def study_row(study) -> dict:
     """Task, model, trial counts, the best trial's objective, metrics and parameters, training time."""
@@ -36,7 +38,7 @@ def study_row(study) -> dict:
 def write_summary(studies, path: Path) -> pd.DataFrame:
     table = pd.DataFrame([study_row(s) for s in studies])
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False)
+    replace_whole(path, lambda tmp: table.to_csv(tmp, index=False))
     return table
 
 
