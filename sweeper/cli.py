@@ -9,7 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sweeper.config import CONF_DIR, ConfigError, choices, register, validate
-from sweeper.data.dataset import check_local_copy
+from sweeper.data import source
 
 GROUPS = ("task", "model", "optimizer", "search", "pruner")
 register()
@@ -34,7 +34,7 @@ def check(cfg, launcher: str = "") -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError("train.precision=fp16 needs a CUDA GPU; allowed here: auto, bf16, no")
-    check_local_copy(cfg.data_dir, cfg.task)  # files, columns, labels of a local source; the Hub's: when loaded
+    source.check(cfg.task, cfg.data_dir)  # files, columns, labels of a local source; the Hub's: when loaded
     if cfg.mode.value == "retrain":
         from sweeper.results.retrain import find_study
 

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import compose_config
 from sweeper.config import ConfigError
-from sweeper.data import dataset
+from sweeper.data import dataset, source
 from sweeper.data.batching import ShuffledBatches, get_dataloaders
 
 
@@ -41,9 +41,7 @@ def test_sentence_pairs_are_encoded_as_pairs(mrpc):
 
 def test_subsampling_is_deterministic(glue_dir, mrpc):
     cfg, _ = mrpc
-    a, _ = dataset.load_splits(cfg.task, glue_dir, seed=0)
-    b, _ = dataset.load_splits(cfg.task, glue_dir, seed=0)
-    c, _ = dataset.load_splits(cfg.task, glue_dir, seed=1)
+    a, b, c = (dataset.load_subsampled(cfg.task, glue_dir, seed)[cfg.task.train_split] for seed in (0, 0, 1))
     assert len(a) == 200 and a["idx"] == b["idx"]
     assert a["idx"] != c["idx"]
 
@@ -83,7 +81,7 @@ def test_missing_task_files_fail_with_the_path(tmp_path, mrpc):
     (tmp_path / "sst2").mkdir()
     (tmp_path / "sst2" / "train-00000-of-00001.parquet").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"has no mrpc/train-\*.parquet; tasks there: sst2"):
-        dataset.check_local_copy(str(tmp_path), cfg.task)
+        source.check(cfg.task, str(tmp_path))
 
 
 def test_a_changed_local_file_is_read_as_it_is_now(tmp_path, glue_dir, mrpc):
@@ -96,13 +94,13 @@ def test_a_changed_local_file_is_read_as_it_is_now(tmp_path, glue_dir, mrpc):
     copy = tmp_path / "glue"
     shutil.copytree(Path(glue_dir) / "mrpc", copy / "mrpc")
     shutil.copy(Path(glue_dir) / "README.md", copy / "README.md")
-    _, before = dataset.load_splits(cfg.task, str(copy), seed=0)
+    before = dataset.load_subsampled(cfg.task, str(copy), seed=0)[cfg.task.eval_split]
     path = copy / "mrpc" / "validation-00000-of-00001.parquet"
     table = pq.read_table(path)
     changed = table.set_column(table.schema.get_field_index("sentence1"), "sentence1",
                                pa.array([f"changed {i}" for i in range(len(table))]))
     pq.write_table(changed.slice(0, 40), path)
-    _, after = dataset.load_splits(cfg.task, str(copy), seed=0)
+    after = dataset.load_subsampled(cfg.task, str(copy), seed=0)[cfg.task.eval_split]
     assert before[0]["sentence1"] != "changed" and len(before) == 50
     assert len(after) == 40 and all(s.startswith("changed ") for s in after["sentence1"])
     assert after.features["label"].names == ["not_equivalent", "equivalent"]  # features kept from the schema

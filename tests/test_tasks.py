@@ -94,14 +94,14 @@ def test_bad_metrics_and_objectives_name_the_value(overrides, needle):
 def test_a_glue_task_missing_from_the_local_copy_names_the_hub(glue_dir):
     with pytest.raises(ConfigError, match=rf"data_dir={glue_dir} has no qqp/train-\*.parquet; tasks there: "
                                           r"cola, mrpc, rte, sst2, stsb, wnli; allowed: .* or data_dir=null"):
-        dataset.check_local_copy(glue_dir, compose_config("task=qqp").task)
+        source.check(compose_config("task=qqp").task, glue_dir)
 
 
 @pytest.mark.parametrize("name,columns", [("qqp", 2), ("qnli", 2), ("mnli", 2)])
 def test_glue_tasks_in_a_written_copy_load(tmp_path, name, columns):
     root = write_glue(tmp_path, name)
     cfg = compose_config(f"task={name}", "model=tiny")
-    dataset.check_local_copy(str(root), cfg.task)
+    source.check(cfg.task, str(root))
     task = dataset.load_task(cfg.task, cfg.model.path, str(root), seed=0)
     assert len(task.train) == len(task.eval) == 48
     assert 1 in task.train[0]["token_type_ids"]  # a sentence pair
@@ -121,7 +121,7 @@ def custom(tmp_path, label=None):
 def test_a_dataset_of_ones_own_loads_by_config(tmp_path):
     cfg = compose_config(*custom(tmp_path), "model=tiny")
     validate(cfg)
-    dataset.check_local_copy(None, cfg.task)
+    source.check(cfg.task, None)
     task = dataset.load_task(cfg.task, cfg.model.path, None, seed=0)
     assert len(task.train) == 40 and set(task.train["labels"]) == {0, 1, 2, 3}
     assert source.resolve(compose_config("task.dataset=org/reviews").task, None).hub == "org/reviews"
@@ -144,7 +144,7 @@ def test_data_that_does_not_fit_the_task_fails_before_training(tmp_path, change,
     overrides = custom(tmp_path, **({"label": change["label"]} if "label" in change else {}))
     cfg = compose_config(*overrides, *change.get("overrides", []))
     with pytest.raises(ConfigError, match=needle):
-        dataset.check_local_copy(None, cfg.task)
+        source.check(cfg.task, None)
 
 
 def test_stsb_regression_trains_and_scores_correlations(compose_cfg, glue_dir):

@@ -27,17 +27,6 @@ class TaskData:
     extra_evals: dict = field(default_factory=dict)  # split -> (tokenized split, lengths): task.extra_eval_splits
 
 
-def check_local_copy(data_dir: str, task) -> None:
-    """Fail early, naming what is missing, when a local copy lacks the task's files or they do not fit it."""
-    source.check(task, data_dir)
-
-
-def load_splits(task, data_dir: str | None, seed: int):
-    """The task's train and evaluation splits, deterministically subsampled."""
-    splits = load_subsampled(task, data_dir, seed)
-    return splits[task.train_split], splits[task.eval_split]
-
-
 def load_subsampled(task, data_dir: str | None, seed: int) -> dict:
     """Every split the task names (train, evaluation, extra evaluation), read fresh from its source and
     deterministically subsampled: training by task.max_train_samples, the others by max_eval_samples."""
