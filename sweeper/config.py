@@ -26,12 +26,14 @@ class TaskConfig:
     eval_split: str = "validation"
     extra_eval_splits: list[str] = field(default_factory=list)  # also evaluated, stored as <split>_<metric>
     dataset: str | None = None  # null = GLUE (data_dir or the Hub); a path (/, ./, ../, ~) or a Hub id
+    data_files: dict[str, str] = field(default_factory=dict)  # split -> a .parquet/.csv/.tsv/.jsonl file or glob
     subset: str | None = None  # the dataset's config: a Hub config name, or the local subdirectory
     label_column: str = "label"
     max_train_samples: int | None = None  # null = all
     max_eval_samples: int | None = None
     max_length: int | None = None  # truncation; null = the tokenizer's limit
-    label_names: list[str] = field(default_factory=list)  # id2label of exported models; [] = LABEL_0, ...
+    label_names: list[str] = field(default_factory=list)  # id2label of exported models, and the ids of labels
+    #   given as names; [] = the training split's names sorted, or LABEL_0, ... for integer labels
     test_split: str = "test"  # unlabelled; predicted by mode=retrain for a GLUE submission
     submission_file: str = MISSING  # GLUE's name for the test predictions, e.g. MRPC.tsv
 

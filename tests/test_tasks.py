@@ -114,8 +114,8 @@ def custom(tmp_path, label=None):
     for i, split in enumerate(["train", "validation"]):
         write_split(tmp_path / "reviews" / f"{split}.parquet", {"body": "text", "topic": label or classes(4)}, 40, i)
     return [f"task.dataset={tmp_path}/reviews", "task.name=reviews", "task.text_columns=[body]",
-            "task.label_column=topic", "task.num_labels=4", "task.metrics=[accuracy,matthews_correlation]",
-            "task.objective=accuracy"]
+            "task.label_column=topic", "task.num_labels=4", "task.label_names=[]",
+            "task.metrics=[accuracy,matthews_correlation]", "task.objective=accuracy"]
 
 
 def test_a_dataset_of_ones_own_loads_by_config(tmp_path):

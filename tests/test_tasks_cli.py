@@ -34,8 +34,8 @@ def test_own_dataset_as_a_multi_objective_study(tmp_path):
         write_split(tmp_path / "reviews" / f"{split}.parquet", {"body": "text", "stars": classes(3)}, 48, i)
     storage = f"sqlite:///{tmp_path}/s.db"
     task = [f"task.dataset={tmp_path}/reviews", "task.name=reviews", "task.text_columns=[body]",
-            "task.label_column=stars", "task.num_labels=3", "task.metrics=[accuracy,matthews_correlation]",
-            "task.objective=accuracy"]
+            "task.label_column=stars", "task.num_labels=3", "task.label_names=[]",
+            "task.metrics=[accuracy,matthews_correlation]", "task.objective=accuracy"]
     args = [*TINY, *task, "study.n_trials=2", *ONE_EPOCH[1:], f"study.storage={storage}",
             f"out_dir={tmp_path}", "study.objectives=[accuracy,total_train_seconds]", "data_dir=null"]
     bad = cli(*args, "task.num_labels=2")

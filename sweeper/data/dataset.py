@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweeper.data import source
+from sweeper.data import labels, source
 
 if TYPE_CHECKING:  # imported lazily: the CLI checks its input before loading these
     import datasets
@@ -25,6 +25,7 @@ class TaskData:
     eval_lengths: np.ndarray
     tokenizer: transformers.PreTrainedTokenizerBase
     extra_evals: dict = field(default_factory=dict)  # split -> (tokenized split, lengths): task.extra_eval_splits
+    label_names: list[str] = field(default_factory=list)  # the exported model's id2label (labels.exported)
 
 
 def load_subsampled(task, data_dir: str | None, seed: int) -> dict:
@@ -37,12 +38,22 @@ def load_subsampled(task, data_dir: str | None, seed: int) -> dict:
 def load_test_split(task, data_dir: str | None):
     """The task's unlabelled test split (labels -1), whole and in order, with its `idx` column."""
     where = source.resolve(task, data_dir)
-    if where.local is not None:
-        return source.read_local(source.split_files(where, task, task.test_split))
+    if where.hub is None:
+        return unlabelled(source.read_split(where, task, task.test_split, labelled=False), task)
     import datasets
 
     datasets.disable_progress_bars()
     return datasets.load_dataset(where.hub, where.subset, split=task.test_split)
+
+
+def unlabelled(split, task):
+    """A test split of one's own files as GLUE's: labels -1 where it has none (or names, or empty cells), an
+    `idx` of row numbers where it has none."""
+    column, wanted = task.label_column, np.number if task.num_labels == 1 else np.integer
+    if column not in split.column_names or not np.issubdtype(np.asarray(split[column]).dtype, wanted):
+        split = split.remove_columns([c for c in [column] if c in split.column_names])
+        split = split.add_column(column, [-1.0 if task.num_labels == 1 else -1] * len(split))
+    return split if "idx" in split.column_names else split.add_column("idx", list(range(len(split))))
 
 
 def subsample(split, n: int | None, seed: int):
@@ -74,15 +85,16 @@ def load_task(task, tokenizer_path: str, data_dir: str | None, seed: int) -> Tas
 
     datasets.disable_progress_bars()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    raw = load_subsampled(task, data_dir, seed)
     tokenized = {split: tokenize(d, tokenizer, task.text_columns, task.max_length, task.label_column,
                                  task.num_labels == 1)
-                 for split, d in load_subsampled(task, data_dir, seed).items()}
+                 for split, d in raw.items()}
     train, evaluation = tokenized[task.train_split], tokenized[task.eval_split]
     extras = {s: tokenized[s] for s in task.extra_eval_splits}
     log.info("%s: %d train / %d eval examples tokenized%s", task.name, len(train), len(evaluation),
              "".join(f", {len(d)} {s}" for s, d in extras.items()))
     return TaskData(train, evaluation, token_lengths(train), token_lengths(evaluation), tokenizer,
-                    {s: (d, token_lengths(d)) for s, d in extras.items()})
+                    {s: (d, token_lengths(d)) for s, d in extras.items()}, labels.exported(task, raw[task.train_split]))
 
 
 def token_lengths(split) -> np.ndarray:

@@ -55,7 +55,7 @@ def run_retrain(cfg) -> float:
     study_dir = Path(cfg.out_dir) / cfg.study.name
     out = study_dir / "retrain"
     objective = Objective(cfg, study_dir)  # data tokenized and weights read once, for every seed
-    rows, labels, trained = [], list(cfg.task.label_names), {}
+    rows, labels, trained = [], objective.data.label_names, {}  # names of labels given as names too
     for seed in range(cfg.seed, cfg.seed + cfg.retrain.seeds):
         log.info("retrain %s, trial %d's parameters, seed %d: lr=%.3g epochs=%d batch_size=%d",
                  cfg.study.name, best.number, seed, hp.lr, hp.epochs, hp.batch_size)
@@ -87,14 +87,13 @@ def run_retrain(cfg) -> float:
 def write_predictions(cfg, model, tokenizer, out: Path) -> Path:
     """The test split's predictions as GLUE's submission TSV: `index` and `prediction` (label names)."""
     from sweeper.data.dataset import load_test_split, tokenize
-    from sweeper.results.export import label_maps
     from sweeper.results.predict import predict
 
     raw = load_test_split(cfg.task, cfg.data_dir)
     task, regression = cfg.task, cfg.task.num_labels == 1
     ids = predict(model, tokenize(raw, tokenizer, task.text_columns, task.max_length, task.label_column, regression),
                   tokenizer, cfg.train.eval_batch_size)
-    id2label, _ = label_maps(list(task.label_names), task.num_labels)
+    id2label = model.config.id2label  # the exported model's names: task.label_names or the data's (labels.py)
     predictions = [round(float(v), 3) for v in ids] if regression else [id2label[int(i)] for i in ids]
     table = pd.DataFrame({"index": raw["idx"], "prediction": predictions})
     return replace_whole(out / task.submission_file, lambda tmp: table.to_csv(tmp, sep="\t", index=False))

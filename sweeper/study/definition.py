@@ -64,12 +64,12 @@ def flatten(prefix: str, value) -> dict[str, Any]:
 
 
 def data_content(task, data_dir: str | None) -> str:
-    """A digest of the task's split files, so the same data under another path resumes, and other data
-    under the same path does not; a Hub dataset by its name."""
+    """A digest of the task's split files (any format, task.data_files too), so the same data under another
+    path resumes, and other data under the same path does not; a Hub dataset by its name."""
     from sweeper.data import source
 
     where = source.resolve(task, data_dir)
-    if where.local is None:
+    if where.hub is not None:
         return f"Hub {where.hub}" + (f" {where.subset}" if where.subset else "")
     h = hashlib.sha256()
     for split in source.splits(task):

@@ -145,7 +145,7 @@ class Objective:
         name = self.objectives[0]
         record = {"study": self.cfg.study.name, "trial": trial.number, "value": value, "objective": name,
                   "params": trial.params}
-        if export_if_better(model, self.data.tokenizer, list(self.cfg.task.label_names), self.best_model,
+        if export_if_better(model, self.data.tokenizer, self.data.label_names, self.best_model,
                             record, is_current, improves=lambda new, old: improves(name, new, old)):
             log.info("trial %d: %s=%.4f, the best so far: model written to %s", trial.number, name, value,
                      self.best_model)
