@@ -49,6 +49,7 @@ def own(directory: Path, *overrides: str):
     {"train.tsv": 40, "validation.tsv": 12},
     {"train.jsonl": 40, "validation.jsonl": 12},
     {"train.json": 40, "validation.json": 12},
+    {"train.parquet": 40, "validation.parquet": 12},  # names in parquet too
     {"train-00000-of-00002.csv": 25, "train-00001-of-00002.csv": 15, "validation.jsonl": 12},  # shards; a format
 ])                                                                                               # of its own each
 def test_each_format_and_layout_loads_with_names_as_sorted_ids(tmp_path, layout):

@@ -50,7 +50,7 @@ def unlabelled(split, task):
     """A test split of one's own files as GLUE's: labels -1 where it has none (or names, or empty cells), an
     `idx` of row numbers where it has none."""
     column, wanted = task.label_column, np.number if task.num_labels == 1 else np.integer
-    if column not in split.column_names or not np.issubdtype(np.asarray(split[column]).dtype, wanted):
+    if column not in split.column_names or not np.issubdtype(labels.column(split, column).dtype, wanted):
         split = split.remove_columns([c for c in [column] if c in split.column_names])
         split = split.add_column(column, [-1.0 if task.num_labels == 1 else -1] * len(split))
     return split if "idx" in split.column_names else split.add_column("idx", list(range(len(split))))

@@ -43,18 +43,21 @@ def as_ids(task, labels: dict) -> tuple[dict, list[str] | None]:
             for s, v in labels.items()}, classes
 
 
-def encode(task, splits: dict) -> dict:
-    """Every split with its labels as ids: a label column of names becomes a ClassLabel carrying the names."""
+def with_ids(task, splits: dict, ids: dict, classes: list[str] | None) -> dict:
+    """Splits whose labels were names with `as_ids`' ids instead: a ClassLabel column carrying the names."""
     from datasets import ClassLabel
 
-    column = task.label_column
-    found = {s: np.asarray(d[column]) if column in d.column_names else None for s, d in splits.items()}
-    ids, classes = as_ids(task, found)
     if classes is None:
         return splits
+    column = task.label_column
     return {s: d if ids[s] is None else d.remove_columns(column).add_column(column, ids[s],
                                                                           feature=ClassLabel(names=classes))
             for s, d in splits.items()}
+
+
+def column(d, name: str) -> np.ndarray | None:
+    """A Dataset's column as numpy through arrow (np.asarray(d[name]) goes row by row: 16 s for 400,000 ids)."""
+    return d.with_format("arrow")[name].to_numpy() if name in d.column_names else None
 
 
 def exported(task, train) -> list[str]:

@@ -101,7 +101,7 @@ def columns_and_labels(source: Source, task, split: str) -> tuple[list[str], np.
     paths = split_files(source, task, split)
     if files.reader(paths, source.where, split) != "parquet":
         d = files.read_split(paths, task, source.where, split)
-        return d.column_names, np.asarray(d[task.label_column]) if task.label_column in d.column_names else None
+        return d.column_names, labels.column(d, task.label_column)
     try:
         columns = pq.read_schema(paths[0]).names
         values = None
@@ -160,11 +160,10 @@ def read(task, data_dir: str | None) -> dict:
         if missing:
             raise ConfigError(f"{source.where} has no split {', '.join(missing)}; splits there: {', '.join(raw)}")
         out = {s: raw[s] for s in splits(task)}
-    out = labels.encode(task, out)
+    ids, classes = labels.as_ids(task, {s: labels.column(d, task.label_column) for s, d in out.items()})
     for s, d in out.items():
-        values = np.asarray(d[task.label_column]) if task.label_column in d.column_names else None
-        check_split(task, f"{source.where} split {s}", s, d.column_names, values)
-    return out
+        check_split(task, f"{source.where} split {s}", s, d.column_names, ids[s])
+    return labels.with_ids(task, out, ids, classes)
 
 
 def read_split(source: Source, task, split: str, labelled: bool = True):
