@@ -115,10 +115,12 @@ def test_names_map_to_ids_in_a_stable_order_or_that_of_label_names(tmp_path):
 
 def test_integer_labels_keep_their_ids_and_label_names_name_them(tmp_path):
     for split, n in (("train", 30), ("validation", 9)):
-        write(tmp_path / f"{split}.jsonl", frame(n).assign(sentiment=lambda t: np.arange(len(t)) % 3))
+        write(tmp_path / f"{split}.csv", frame(n).assign(sentiment=lambda t: np.arange(len(t)) % 3,
+                                                         body=lambda t: np.arange(len(t)) * 7))  # numbers as text
     cfg = own(tmp_path)
     data = dataset.load_task(cfg.task, cfg.model.path, None, seed=0)
     assert data.label_names == [] and sorted(set(data.train["labels"])) == [0, 1, 2]  # LABEL_0, ... on export
+    assert list(dataset.load_subsampled(cfg.task, None, seed=0)["validation"]["body"])[:3] == ["0", "7", "14"]
     named = own(tmp_path, "task.label_names=[neg,neutral,pos]")
     assert dataset.load_task(named.task, named.model.path, None, seed=0).label_names == ["neg", "neutral", "pos"]
 
@@ -167,6 +169,11 @@ def test_mixed_formats_and_mixed_label_types_are_refused(tmp_path):
                                           r"format per split"):
         source.check(own(tmp_path).task, None)
     (tmp_path / "train-2.jsonl").unlink()
+    write(tmp_path / "train-2.csv", frame(12).assign(sentiment=1))  # a shard of ids beside one of names
+    with pytest.raises(ConfigError, match=r"the train files train.csv, train-2.csv differ in columns or types "
+                                          r"\(.*\); allowed: shards of one table"):
+        source.check(own(tmp_path).task, None)
+    (tmp_path / "train-2.csv").unlink()
     (tmp_path / "validation.csv").unlink()
     (tmp_path / "validation.jsonl").write_text('{"body": "a cat", "sentiment": "pos"}\n'
                                                '{"body": "a dog", "sentiment": 2}\n')

@@ -17,7 +17,7 @@ ONE_EPOCH = ["search.epochs.high=1", "search.reference.epochs=1", "search.batch_
                                                       "data. C error: EOF inside string starting at row 1)"),
     ("body,sentiment\na cat,pos\nthe dog,mixed\n", "label 'mixed' in split train is not in task.label_names=[neg, "
                                                    "neutral, pos]; allowed: those"),
-])
+], ids=["unparsable", "unknown-name"])
 def test_a_bad_file_is_one_error_line_and_nothing_is_written(tmp_path, train, error):
     (tmp_path / "train.csv").write_text(train)
     write(tmp_path / "validation.csv", frame(9))

@@ -57,7 +57,7 @@ def reader(files: list[Path], where: str, split: str) -> str:
 
 
 def read_split(files: list[Path], task, where: str, split: str, labelled: bool = True):
-    """A split's files as one Dataset. Labelled splits may not leave a label empty; no split a text."""
+    """A split's files as one Dataset: no row may leave a text empty, nor, in a labelled split, its label."""
     import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
