@@ -115,6 +115,7 @@ class StudyConfig:
     keep_checkpoints: KeepCheckpoints = MISSING
     accept: list[str] = field(default_factory=list)  # defining keys a resume may change (sweeper/study/definition.py)
     objectives: list[str] = field(default_factory=list)  # empty = task.objective; two or more = multi-objective
+    artifacts: dict[str, Any] | None = None  # an Optuna artifact store by _target_ (sweeper/results/artifacts.py)
 
 
 class Precision(str, Enum):
@@ -215,6 +216,10 @@ def validate(cfg) -> None:
             " need 1 <= heartbeat_interval < grace_period"
         )
     validate_metrics(cfg.task, st)
+    if st.artifacts is not None:
+        from sweeper.results.artifacts import check_store
+
+        check_store(st.artifacts)
     for key in ("max_train_samples", "max_eval_samples"):
         n = cfg.task[key]
         if n is not None and n < 1:

@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from sweeper.results.artifacts import artifact_dir, attach_report
 from sweeper.study.definition import write_csv
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,11 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
     log.info("trials: %s", replace_whole(study_dir / "trials.csv", lambda tmp: table.to_csv(tmp, index=False)))
     # its definition, versions, accepted changes
     replace_whole(study_dir / "study.csv", lambda tmp: write_csv(study.user_attrs, tmp))
-    log.info("report: %s", write_report(study, study_dir / "report.html"))
-    log.info("dashboard: optuna-dashboard %s", study_cfg.storage)
+    report = write_report(study, study_dir / "report.html")
+    log.info("report: %s", report)
+    attach_report(study_cfg.artifacts, study, report)
+    store_dir = artifact_dir(study_cfg.artifacts)
+    log.info("dashboard: optuna-dashboard %s%s", study_cfg.storage, f" --artifact-dir {store_dir}" if store_dir else "")
     return None if best is None else best.value
 
 
