@@ -164,14 +164,21 @@ class Config:
 
 
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore and the `${minilm_path:}` resolver in OmegaConf."""
+    """Put the schemas in Hydra's ConfigStore and the `${minilm_path:}`, `${sweeper_groups:}` resolvers in OmegaConf."""
     OmegaConf.register_new_resolver("minilm_path", _minilm_path, replace=True)
+    OmegaConf.register_new_resolver("sweeper_groups", _config_groups, replace=True)  # for --help
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="task", name="task_schema", node=TaskConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
     cs.store(group="search", name="search_schema", node=SearchConfig)
+
+
+def _config_groups() -> str:
+    from sweeper.usage import config_groups
+
+    return config_groups()
 
 
 def _minilm_path() -> str:
