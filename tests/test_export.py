@@ -126,7 +126,7 @@ def test_report_is_self_contained_with_optuna_plots(swept):
 def test_report_plots_name_the_metric_and_its_top_says_what_was_swept(swept):
     _, study, _, out = swept
     page = (out / "mrpc-tiny" / "report.html").read_text()
-    assert "Objective Value" not in page and "Intermediate Value" not in page  # Optuna's default axis names
+    assert "Objective Value" not in page and '"text":"Intermediate Value"' not in page  # Optuna's axis names
     assert '"yaxis":{"title":{"text":"f1"}}' in page  # optimization history
     assert '"title":{"text":"f1 after each epoch"}' in page  # learning curves
     assert '"name":"f1","orientation":"h"' in page and '"ticktext":["f1",' in page  # importances, parallel coords
