@@ -117,6 +117,7 @@ class StudyConfig:
     keep_checkpoints: KeepCheckpoints = MISSING
     accept: list[str] = field(default_factory=list)  # defining keys a resume may change (sweeper/study/definition.py)
     objectives: list[str] = field(default_factory=list)  # empty = task.objective; two or more = multi-objective
+    artifacts: dict[str, Any] | None = None  # an Optuna artifact store by _target_ (sweeper/results/artifacts.py)
 
 
 class Precision(str, Enum):
@@ -165,14 +166,21 @@ class Config:
 
 
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore and the `${minilm_path:}` resolver in OmegaConf."""
+    """Put the schemas in Hydra's ConfigStore and the `${minilm_path:}`, `${sweeper_groups:}` resolvers in OmegaConf."""
     OmegaConf.register_new_resolver("minilm_path", _minilm_path, replace=True)
+    OmegaConf.register_new_resolver("sweeper_groups", _config_groups, replace=True)  # for --help
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="task", name="task_schema", node=TaskConfig)
     cs.store(group="model", name="model_schema", node=ModelConfig)
     cs.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
     cs.store(group="search", name="search_schema", node=SearchConfig)
+
+
+def _config_groups() -> str:
+    from sweeper.usage import config_groups
+
+    return config_groups()
 
 
 def _minilm_path() -> str:
@@ -217,6 +225,10 @@ def validate(cfg) -> None:
             " need 1 <= heartbeat_interval < grace_period"
         )
     validate_metrics(cfg.task, st)
+    if st.artifacts is not None:
+        from sweeper.results.artifacts import check_store
+
+        check_store(st.artifacts)
     for key in ("max_train_samples", "max_eval_samples"):
         n = cfg.task[key]
         if n is not None and n < 1:

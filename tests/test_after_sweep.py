@@ -53,6 +53,12 @@ def test_multirun_summary_retrain_and_the_dashboard(tmp_path, glue_dir):
 
 def dashboard_study_page(storage: str, study_id: int) -> str:
     """optuna-dashboard's study page as a headless Chromium renders it (the DOM after its scripts ran)."""
+    return dashboard_pages(storage, [f"/dashboard/studies/{study_id}"])[0]
+
+
+def dashboard_pages(storage: str, paths: list[str], artifact_dir: str | None = None) -> list[str]:
+    """Pages of one optuna-dashboard server (serving the artifact store in artifact_dir, if given), each
+    as a headless Chromium renders it."""
     import time
     import urllib.request
     from pathlib import Path
@@ -62,7 +68,8 @@ def dashboard_study_page(storage: str, study_id: int) -> str:
         pytest.skip("chromium not found (Debian: apt-get install -y chromium)")
     exe = shutil.which("optuna-dashboard") or str(Path(__import__("sys").executable).parent / "optuna-dashboard")
     port = free_port()
-    server = subprocess.Popen([exe, storage, "--host", "127.0.0.1", "--port", str(port)],
+    store = ["--artifact-dir", artifact_dir] if artifact_dir else []
+    server = subprocess.Popen([exe, storage, "--host", "127.0.0.1", "--port", str(port), *store],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(150):
@@ -71,10 +78,9 @@ def dashboard_study_page(storage: str, study_id: int) -> str:
                 break
             except OSError:
                 time.sleep(0.2)
-        dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
-                              "--dump-dom", f"http://127.0.0.1:{port}/dashboard/studies/{study_id}"],
-                             capture_output=True, text=True, timeout=120)
-        return dom.stdout
+        return [subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
+                                "--dump-dom", f"http://127.0.0.1:{port}{path}"],
+                               capture_output=True, text=True, timeout=120).stdout for path in paths]
     finally:
         server.terminate()
         server.wait(10)

@@ -3,6 +3,7 @@ reproduces its trial's metric; best.yaml composes back to the best trial; report
 import json
 import re
 
+import optuna
 import pytest
 import torch
 
@@ -120,6 +121,34 @@ def test_report_is_self_contained_with_optuna_plots(swept):
         assert f"<h2>{title}" in page
     assert page.count("Plotly.newPlot") == 5
     assert all(f"<td>{t.number}</td>" in page for t in study.trials)
+
+
+def test_report_plots_name_the_metric_and_its_top_says_what_was_swept(swept):
+    _, study, _, out = swept
+    page = (out / "mrpc-tiny" / "report.html").read_text()
+    assert "Objective Value" not in page and '"text":"Intermediate Value"' not in page  # Optuna's axis names
+    assert '"yaxis":{"title":{"text":"f1"}}' in page  # optimization history
+    assert '"title":{"text":"f1 after each epoch"}' in page  # learning curves
+    assert '"name":"f1","orientation":"h"' in page and '"ticktext":["f1",' in page  # importances, parallel coords
+    top = page[page.index("<body>"):page.index("<h2>")]
+    best = study.best_trial
+    for shown in ("<h1>mrpc-tiny</h1>", "<th>task</th><td>mrpc (GLUE, sha256:", "<th>model</th><td>tiny (",
+                  "64 training examples (train split), 32 evaluation examples (validation split)",
+                  "<th>objective</th><td>f1 (maximize)", f"f1 {best.value:.4f} (trial {best.number}: lr="):
+        assert shown in top, shown
+
+
+def test_a_multi_objective_report_plots_its_first_objective_by_name(tmp_path):
+    from sweeper.results.report import write_report
+
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="pareto")
+    study.set_metric_names(["f1", "total_train_seconds"])
+    study.optimize(lambda t: (t.suggest_float("lr", 1e-5, 1e-4, log=True) * 1e4, t.suggest_int("epochs", 1, 3)),
+                   n_trials=4)
+    page = write_report(study, tmp_path / "report.html").read_text()
+    assert "Objective Value" not in page and '"yaxis":{"title":{"text":"f1"}}' in page
+    assert "<th>objective</th><td>f1 (maximize), total_train_seconds (minimize)" in page
+    assert "<th>data</th><td>not recorded" in page  # a study sweeper did not run
 
 
 def test_the_dashboard_names_the_metric_and_the_study(swept):

@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from sweeper.results.artifacts import artifact_dir, attach_report
 from sweeper.study.definition import write_csv
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,11 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
     log.info("trials: %s", replace_whole(study_dir / "trials.csv", lambda tmp: table.to_csv(tmp, index=False)))
     # its definition, versions, accepted changes
     replace_whole(study_dir / "study.csv", lambda tmp: write_csv(study.user_attrs, tmp))
-    log.info("report: %s", write_report(study, study_dir / "report.html"))
-    log.info("dashboard: optuna-dashboard %s", study_cfg.storage)
+    report = write_report(study, study_dir / "report.html")
+    log.info("report: %s", report)
+    attach_report(study_cfg.artifacts, study, report)
+    store_dir = artifact_dir(study_cfg.artifacts)
+    log.info("dashboard: optuna-dashboard %s%s", study_cfg.storage, f" --artifact-dir {store_dir}" if store_dir else "")
     return None if best is None else best.value
 
 
@@ -106,38 +110,83 @@ def write_best_config(cfg, best, study_dir: Path) -> Path:
 
 
 def figures(study) -> list[tuple[str, object]]:
-    """Optuna's own plots; a plot its trials cannot support yet (e.g. importances before two complete
-    trials) is named with the reason instead."""
+    """Optuna's own plots, their axes named after the study's metric (Optuna says "Objective Value"); a
+    plot its trials cannot support yet (e.g. importances before two complete trials) is named with the reason
+    instead. A multi-objective study is plotted on its first objective."""
     from optuna import visualization as vis
 
     trials = study.get_trials(deepcopy=False)
     complete = sum(t.state == TrialState.COMPLETE for t in trials)
     reported = any(t.intermediate_values for t in trials)  # none in a multi-objective study
-    plots = [("Optimization history", vis.plot_optimization_history, None),
-             ("Learning curves (intermediate values)", vis.plot_intermediate_values,
+    metric = metric_name(study)
+    named = {"target_name": metric}
+    if len(study.directions) > 1:
+        named["target"] = lambda t: t.values[0]
+    plots = [("Optimization history", vis.plot_optimization_history, named, None),
+             ("Learning curves (intermediate values)", vis.plot_intermediate_values, {},
               None if reported else "no trial reported per-epoch values"),
-             ("Parameter importances", vis.plot_param_importances,
+             ("Parameter importances", vis.plot_param_importances, named,
               None if complete >= 2 else "needs at least 2 complete trials"),
-             ("Parallel coordinates", vis.plot_parallel_coordinate, None), ("Slices", vis.plot_slice, None)]
+             ("Parallel coordinates", vis.plot_parallel_coordinate, named, None),
+             ("Slices", vis.plot_slice, named, None)]
     out = []
-    for title, plot, missing in plots:
+    for title, plot, kwargs, missing in plots:
         if missing:
             out.append((title, missing))
             continue
         try:
-            out.append((title, plot(study)))
+            fig = plot(study, **kwargs)
         except Exception as e:  # a plot must not cost the study its report
             out.append((title, f"not available: {e}"))
+            continue
+        if plot is vis.plot_intermediate_values:
+            fig.update_layout(xaxis_title="epoch", yaxis_title=f"{metric} after each epoch")
+        out.append((title, fig))
     return out
 
 
+def metric_name(study) -> str:
+    return (study.metric_names or ["objective"])[0]
+
+
+def header(study) -> str:
+    """The page's first lines: which task, model and data, what is optimized, and how it went."""
+    attrs = study.user_attrs
+
+    def section(name: str) -> dict:  # a stored definition section; a bare name in studies made before them
+        value = attrs.get(name)
+        return value if isinstance(value, dict) else {"name": value} if value else {}
+
+    task, model, data = section("task"), section("model"), section("data")
+    trials = study.get_trials(deepcopy=False)
+    n = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    sizes = [f"{attrs[k]:,} {what} examples ({task[split]} split)" for k, what, split in
+             (("train_size", "training", "train_split"), ("eval_size", "evaluation", "eval_split"))
+             if isinstance(attrs.get(k), int) and split in task]
+    rows = [("task", f"{task.get('name', '?')} ({task.get('dataset') or 'GLUE'}"
+                     f"{', ' + data['content'] if data.get('content') else ''})"),
+            ("model", f"{model.get('name', '?')}{' (' + str(model['path']) + ')' if model.get('path') else ''}"),
+            ("data", ", ".join(sizes) or "not recorded"),
+            ("objective", ", ".join(f"{m} ({d.name.lower()})" for m, d in zip(names, study.directions, strict=True))),
+            ("trials", f"{n[TrialState.COMPLETE]} complete, {n[TrialState.PRUNED]} pruned, "
+                       f"{n[TrialState.FAIL]} failed")]
+    if n[TrialState.COMPLETE] and len(study.directions) == 1:
+        best = study.best_trial
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+        rows.append(("best", f"{names[0]} {best.value:.4f} (trial {best.number}: {params})"))
+    cells = "".join(f"<tr><th>{k}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<h1>{html.escape(study.study_name)}</h1><table class='head'>{cells}</table>"
+
+
 def write_report(study, path: Path) -> Path:
-    """report.html: plotly.js inlined once, so the page opens offline; plots, then the trials table."""
+    """report.html: plotly.js inlined once, so the page opens offline; what the study is (header), plots, then
+    the trials table."""
     from plotly.offline import get_plotlyjs
 
     attrs = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                     for k, v in study.user_attrs.items() if not isinstance(v, (dict, list)))
-    parts = [f"<h1>{html.escape(study.study_name)}</h1>", f"<table>{attrs}</table>"]
+    parts = [header(study), f"<h2>Attributes</h2><table>{attrs}</table>"]
     for title, fig in figures(study):
         body = f"<p>{html.escape(fig)}</p>" if isinstance(fig, str) else fig.to_html(
             full_html=False, include_plotlyjs=False)

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from sweeper.data.batching import get_dataloaders, get_extra_eval_dataloaders
 from sweeper.data.dataset import load_task
+from sweeper.results.artifacts import attach_best_model
 from sweeper.results.export import export_if_better
 from sweeper.scale import distributed
 from sweeper.study.pruning import TRIVIAL
@@ -149,6 +150,7 @@ class Objective:
                             record, is_current, improves=lambda new, old: improves(name, new, old)):
             log.info("trial %d: %s=%.4f, the best so far: model written to %s", trial.number, name, value,
                      self.best_model)
+            attach_best_model(self.cfg.study.artifacts, trial, self.best_model, record, is_current)
 
     def restore_reports(self, trial: optuna.Trial, frozen, history: list[dict]) -> None:
         """A resumed trial holds the intermediate values its predecessor reported (inherited by the
