@@ -181,3 +181,40 @@ def test_only_rank_0_of_a_data_parallel_trial_logs(tmp_path, glue_dir):
     acc = events(run)
     assert [e.step for e in acc.Scalars("f1")] == [64]  # the training set once, not once per rank
     assert [e.step for e in acc.Scalars("train/loss")] == [32, 64]  # 2 ranks x 8 samples x 2 steps per read-back
+
+
+# One worker's first trial run, started on a signal so that all of them create the MLflow store together.
+START_RUN = """
+import sys, time
+from pathlib import Path
+from sweeper.train.tracking import TrialRun
+
+out, trial, ready, go = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+run = TrialRun(["mlflow"], out, "s", trial, {"lr": 0.1})
+run.log({"f1": 0.5}, 64)
+run.finish("complete")
+"""
+
+
+@pytest.mark.slow
+def test_workers_starting_together_on_a_new_out_dir_all_log_to_mlflow(tmp_path):
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    go, ready = tmp_path / "go", [tmp_path / f"ready-{i}" for i in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", START_RUN, str(tmp_path / "out"), str(i), str(r), str(go)],
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True) for i, r in enumerate(ready)]
+    deadline = time.time() + 120
+    while not all(r.exists() for r in ready) and time.time() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert not [e for e in errors if "failed" in e], errors  # a tracker that fails is dropped with a warning
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/out/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
+    assert sorted((r.info.run_name, r.info.status, r.data.metrics["f1"]) for r in runs) == [
+        (f"s-trial-{i}", "FINISHED", 0.5) for i in range(3)]

@@ -2,6 +2,7 @@
 tracker Accelerate knows, holding the trial's parameters, training loss, every evaluation and its final state."""
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from contextlib import contextmanager
@@ -49,9 +50,22 @@ def mlflow_store(out_dir) -> str | None:
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
         return None
     store = Path(out_dir).resolve()
+    store.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     os.environ.pop("MLFLOW_TRACKING_URI", None)  # set_tracking_uri exports it: the next study's out_dir would not count
     return store
+
+
+@contextmanager
+def store_lock(directory: Path | None):
+    """Workers starting together on a new out_dir: one creates the MLflow database (its tables) and the
+    study's experiment, the others then find them (without the lock, all but one of them failed)."""
+    if directory is None:
+        yield
+        return
+    with open(directory / "mlflow.db.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, or when its holder dies
+        yield
 
 
 class TrialRun:
@@ -72,7 +86,7 @@ class TrialRun:
         from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
         cls, study, run = LOGGER_TYPE_TO_CLASS[name], self.study, self.name
-        study_dir = self.out_dir / study
+        study_dir, store = self.out_dir / study, None
         if name == "tensorboard":
             tracker = cls(run, str(study_dir / "runs"))  # writes <out_dir>/<study>/runs/<run>
         elif name == "mlflow":
@@ -93,7 +107,8 @@ class TrialRun:
             tracker = cls(run, dir=str(study_dir / "dvclive" / run))
         else:  # comet_ml: the project is the study
             tracker = cls(study)
-        tracker.start()
+        with store_lock(store):
+            tracker.start()
         if name == "tensorboard":
             # Accelerate's store_init_configuration puts hparams in a timestamped sub-run; the run itself
             # should be the HParams session, grouped by study, so a study's trials compare in one table.
