@@ -41,11 +41,13 @@ def check_trackers(names) -> None:
                           f"or the installed: {', '.join(available) or 'none'}")
 
 
-def mlflow_store(out_dir) -> str | None:
+def mlflow_store(out_dir) -> Path | None:
     """Point MLflow at MLFLOW_TRACKING_URI where set (returns None), else at a SQLite store under out_dir
     (returns its directory). MLflow 3's own default is ./mlflow.db; its file store is deprecated."""
     import mlflow
 
+    if mlflow.active_run() is not None:  # a run this process could not finish (its tracker failed mid-trial)
+        mlflow.end_run(status="FAILED")
     if os.environ.get("MLFLOW_TRACKING_URI"):
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
         return None
