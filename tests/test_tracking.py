@@ -116,6 +116,21 @@ def test_a_failed_trial_ends_its_runs_failed(tmp_path):
     assert (run.info.run_name, run.info.status, run.data.tags["state"]) == ("s-trial-7", "FAILED", "failed")
 
 
+def test_a_run_left_active_does_not_keep_the_next_trial_from_mlflow(tmp_path, monkeypatch):
+    import mlflow
+
+    from sweeper.train.tracking import TrialRun
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # set_tracking_uri exported it
+    left = mlflow.start_run(run_name="left")  # as a tracker that failed mid-trial leaves it
+    run = TrialRun(["mlflow"], tmp_path, "s", 1, {"lr": 0.1})
+    assert [t.name for t in run.trackers] == ["mlflow"]
+    run.finish("complete")
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert client.get_run(left.info.run_id).info.status == "FAILED"
+
+
 def test_no_tracker_no_run(tmp_path):
     from sweeper.train.tracking import trial_run
 
