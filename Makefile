@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev,postgres,launchers]"
+	$(PY) -m pip install -q -e ".[dev,postgres,launchers,trackers]"
 	touch $@
 
 sweep: setup

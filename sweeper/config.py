@@ -147,6 +147,7 @@ class TrainConfig:
     compile: bool = MISSING
     progress: bool = MISSING
     threads: int | None = None
+    report_to: list[str] = field(default_factory=list)  # experiment trackers (sweeper/train/tracking.py)
 
 
 @dataclass
@@ -245,6 +246,10 @@ def validate(cfg) -> None:
         raise ConfigError(f"worker={worker}; need an integer >= 0, e.g. -m +worker='range(4)'")
     if cfg.train.eval_batch_size < 1 or cfg.train.log_every < 1:
         raise ConfigError("train.eval_batch_size and train.log_every must be >= 1")
+    if cfg.train.report_to:
+        from sweeper.train.tracking import check_trackers
+
+        check_trackers(list(cfg.train.report_to))
 
 
 def validate_metrics(task, study) -> None:

@@ -21,6 +21,7 @@ from sweeper.train import checkpoints
 from sweeper.train.loop import Hparams, pad_multiple, resolve_precision, train
 from sweeper.train.metrics import improves, objectives, trivial_value
 from sweeper.train.model import fresh_model, load_template
+from sweeper.train.tracking import trial_run
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,14 @@ class Objective:
         # A multi-objective study has a Pareto front, not one best model to export.
         export = (lambda model: self.export_best(trial, model, last[objective])) if len(self.objectives) == 1 else None
         distributed.share((hp, resume, trial.number))  # the other ranks train it too (distributed.follow)
-        history = self.fit(hp, cfg.seed, on_epoch_end, on_train_end=export,
-                           checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number), resume=resume)
+        with trial_run(cfg.train.report_to, cfg.out_dir, cfg.study.name, trial.number, trial.params,
+                       pruned=optuna.TrialPruned) as on_log:  # one tracker run per trial (train.report_to)
+            history = self.fit(hp, cfg.seed, on_epoch_end, on_train_end=export, on_log=on_log,
+                               checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number), resume=resume)
         values = [history[-1][name] for name in self.objectives]
         return values[0] if len(values) == 1 else values
 
-    def fit(self, hp: Hparams, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None):
+    def fit(self, hp: Hparams, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None, on_log=None):
         """One training run on the study's data and template: a trial's, or a retrain seed's. hp.batch_size is
         the global batch: each of a data-parallel trial's processes takes its share (sweeper/scale/distributed.py)."""
         cfg = self.cfg
@@ -132,7 +135,7 @@ class Objective:
             metric_names=list(cfg.task.metrics), seed=seed, on_epoch_end=on_epoch_end,
             checkpoint=checkpoint, resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
             cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile, on_train_end=on_train_end,
-            regression=cfg.task.num_labels == 1, extra_eval=extra_eval)
+            regression=cfg.task.num_labels == 1, extra_eval=extra_eval, on_log=on_log)
 
     def export_best(self, trial: optuna.Trial, model, value: float) -> None:
         """Export the trial's model if it beats the one exported so far. That one counts only while its

@@ -73,11 +73,12 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
           checkpoint: Path | None = None, resume: Path | None = None, log_every: int = 50,
           progress: bool = True, cpu_fastpath: bool = True, compile_model: bool = False,
           on_train_end: Callable[[torch.nn.Module], None] | None = None, regression: bool = False,
-          extra_eval: dict | None = None) -> list[dict]:
+          extra_eval: dict | None = None, on_log: Callable[[dict, int], None] | None = None) -> list[dict]:
     """Train `model` for hp.epochs and return the per-epoch metrics. With `checkpoint`, the state after
     each epoch is saved under it; with `resume`, training continues from that saved state. `extra_eval`
     ({split: dataloader}) is evaluated too, its metrics named <split>_<metric>. After the last epoch, the
-    main process hands the trained (unwrapped) model to `on_train_end`, e.g. to export it."""
+    main process hands the trained (unwrapped) model to `on_train_end`, e.g. to export it, and passes the loss
+    at each read-back and every epoch's metrics to `on_log(values, step)`, step = training samples seen."""
     accelerator = get_accelerator(precision)
     set_seed(seed)
     sampler = train_dl.batch_sampler  # kept: prepare() may wrap it, set_epoch must reach it
@@ -92,6 +93,8 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
     model, optimizer, train_dl, eval_dl, scheduler = accelerator.prepare(
         model, optimizer, train_dl, eval_dl, scheduler)
     extra_eval = {split: accelerator.prepare(dl) for split, dl in (extra_eval or {}).items()}
+    on_log = on_log if accelerator.is_main_process else None
+    epoch_samples = len(train_dl.dataset)  # the whole training set, however many processes share it
     try:
         history, start = [], 0
         if resume is not None:
@@ -102,7 +105,8 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
         for epoch in range(start, hp.epochs):
             train_dl.set_epoch(epoch)  # Accelerate re-sets the sampler's epoch from its own counter,
             sampler.set_epoch(epoch)   # which restarts at 0 on resume; ours may sit under a shard
-            stats = train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress)
+            stats = train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress,
+                                on_log, epoch * epoch_samples)
             metrics = evaluate(accelerator, model, eval_dl, metric_names, regression)
             for split, dl in extra_eval.items():
                 extra = evaluate(accelerator, model, dl, metric_names, regression)
@@ -113,6 +117,8 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
             history.append(metrics)
             if checkpoint is not None:
                 save_checkpoint(accelerator, checkpoint, history)
+            if on_log is not None:  # before on_epoch_end, which may prune: a pruned epoch is logged too
+                on_log(metrics, (epoch + 1) * epoch_samples)
             on_epoch_end(epoch, metrics)
         if on_train_end is not None and accelerator.is_main_process:
             on_train_end(accelerator.unwrap_model(model))
@@ -121,11 +127,13 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
         accelerator.free_memory()
 
 
-def train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress) -> dict:
+def train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress,
+                on_log=None, seen: int = 0) -> dict:
     model.train()
     loss_sum = torch.zeros((), device=accelerator.device)
     real_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)
     tokens = samples = 0
+    logged = (0.0, 0)  # loss sum and steps at the last on_log: it gets the mean since then
     bar = tqdm(train_dl, desc=f"epoch {epoch}", leave=False,
                disable=not (progress and accelerator.is_local_main_process))
     start = time.perf_counter()
@@ -141,7 +149,12 @@ def train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_e
         tokens += batch["attention_mask"].numel()
         samples += batch["input_ids"].shape[0]
         if step % log_every == 0:
-            bar.set_postfix(loss=f"{check_finite(loss_sum / step, epoch, step):.4f}")
+            mean = check_finite(loss_sum / step, epoch, step)
+            bar.set_postfix(loss=f"{mean:.4f}")
+            if on_log is not None:
+                on_log({"train/loss": (mean * step - logged[0]) / (step - logged[1])},
+                       seen + samples * accelerator.num_processes)
+                logged = (mean * step, step)
     seconds = time.perf_counter() - start
     mean_loss = check_finite(loss_sum / max(step, 1), epoch, step)
     return {"loss": mean_loss, "train_seconds": seconds, "samples_per_s": samples / seconds,
