@@ -87,6 +87,7 @@ def study_cfg(url: str, patience: int) -> SimpleNamespace:
                            storage_patience=patience)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
 def test_calls_wait_through_an_outage_and_give_up_past_the_patience(server, caplog):
     from sweeper.study.patience import StorageUnreachable
     from sweeper.study.storage import open_storage
@@ -94,7 +95,7 @@ def test_calls_wait_through_an_outage_and_give_up_past_the_patience(server, capl
     storage = open_storage(study_cfg(server.url, patience=30))
     study = optuna.create_study(storage=storage, study_name="unit", load_if_exists=True)
     trial = study.ask()
-    restart = server.stop_for(4)
+    restart = server.stop_for(3)
     with caplog.at_level("WARNING", logger="sweeper.study.patience"):
         study.tell(trial, 0.5)  # waits for the server, then stores
         trial = study.ask()  # a new trial, and only one
@@ -104,17 +105,38 @@ def test_calls_wait_through_an_outage_and_give_up_past_the_patience(server, capl
     assert len(lines) == 2 and "is unreachable" in lines[0] and "is back after" in lines[1], lines
     assert "secret" not in " ".join(lines) and "postgres:***@" in lines[0]
 
-    storage = open_storage(study_cfg(server.url, patience=2))
+    storage = open_storage(study_cfg(server.url, patience=1))
     study = optuna.load_study(storage=storage, study_name="unit")
-    restart = server.stop_for(5)
+    restart = server.stop_for(3)
     try:
         with pytest.raises(StorageUnreachable) as raised:
             study.tell(trial, 0.7)
     finally:
         restart.join()
-    assert raised.value.seconds >= 2 and "unreachable for" in str(raised.value)
+    assert raised.value.seconds >= 1 and "unreachable for" in str(raised.value)
     assert "secret" not in str(raised.value)
     assert load(server.url, "unit").trials[1].state == TrialState.RUNNING  # left for its heartbeat
+
+
+def test_an_outage_during_optunas_tell_is_found_behind_its_unbound_local_error(server):
+    """The users' crash: the server goes while Optuna's optimize loop stores a trial's result. Optuna then
+    raises an UnboundLocalError of its own; the StorageUnreachable behind it is what the CLI reports."""
+    from sweeper.study.patience import unreachable
+    from sweeper.study.storage import open_storage
+
+    study = optuna.create_study(storage=open_storage(study_cfg(server.url, patience=2)), study_name="tell")
+
+    def objective(trial):
+        server.stop()  # after its ask and its first heartbeat, before its tell
+        return 0.5
+
+    try:
+        with pytest.raises(BaseException) as raised:
+            study.optimize(objective, n_trials=1)
+    finally:
+        server.start()
+    assert unreachable(raised.value) is not None, repr(raised.value)
+    assert [t.state for t in load(server.url, "tell").trials] == [TrialState.RUNNING]
 
 
 def test_a_retried_create_finds_the_trial_its_lost_attempt_made(server):
