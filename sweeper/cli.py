@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import warnings
 
@@ -132,3 +133,12 @@ def sweep(cfg: DictConfig) -> float | None:
     except (ConfigError, SweepStopped) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2 if isinstance(e, ConfigError) else 3)
+    except BaseException as e:
+        from sweeper.study.patience import unreachable
+
+        if (outage := unreachable(e)) is None:
+            raise
+        # The whole command line: the studies it finished are skipped, the others resume.
+        print(f"error: {outage}; resume with: python -m sweeper {outage.hide(shlex.join(sys.argv[1:]))}",
+              file=sys.stderr)
+        sys.exit(5)

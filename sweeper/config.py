@@ -112,6 +112,7 @@ class StudyConfig:
     startup_trials: int = MISSING
     heartbeat_interval: int = MISSING
     grace_period: int = MISSING
+    storage_patience: int = MISSING  # seconds a worker waits for an unreachable storage server, then exits 5
     max_retries: int = MISSING
     max_failed_fraction: float = MISSING
     keep_checkpoints: KeepCheckpoints = MISSING
@@ -225,6 +226,8 @@ def validate(cfg) -> None:
             f"study.heartbeat_interval={st.heartbeat_interval} grace_period={st.grace_period};"
             " need 1 <= heartbeat_interval < grace_period"
         )
+    if st.storage_patience < 0:
+        raise ConfigError(f"study.storage_patience={st.storage_patience}; need seconds >= 0")
     validate_metrics(cfg.task, st)
     if st.artifacts is not None:
         from sweeper.results.artifacts import check_store

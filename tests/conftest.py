@@ -76,7 +76,8 @@ ready.touch()
 while not go.exists():
     time.sleep(0.001)
 try:
-    open_storage(SimpleNamespace(storage=url, max_retries=3, heartbeat_interval=10, grace_period=30))
+    open_storage(SimpleNamespace(storage=url, max_retries=3, heartbeat_interval=10, grace_period=30,
+                                 storage_patience=300))
 except ConfigError as e:
     sys.exit(f"error: {e}")
 """

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import sqlalchemy
 
+from sweeper.study.patience import lost_connection
 from sweeper.study.storage import sqlite_path
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,28 @@ def study_lock(storage, study_name: str) -> Iterator[None]:
     if engine.dialect.name == "postgresql":
         # A connection of its own: the storage's sessions commit inside the body while this one waits
         # to commit, which is what releases the lock.
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(study_name)})
+        def acquire(retry: bool) -> sqlalchemy.Connection:
+            conn = engine.connect()
             try:
-                yield
-            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(study_name)})
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        outage = getattr(storage, "outage", None)  # PatientStorage waits through a server's outage
+        conn = outage.call(acquire) if outage else acquire(False)
+        try:
+            yield
+        finally:
+            try:
                 conn.commit()
+            except sqlalchemy.exc.DBAPIError as e:
+                # A connection lost inside the body lost its lock with it (the server let go): nothing to release.
+                if outage is None or lost_connection(e) is None:
+                    raise
+            finally:
+                conn.close()
     elif engine.dialect.name == "sqlite" and sqlite_path(storage.url) is not None:
         # Not BEGIN IMMEDIATE on the database itself: the body writes to it from Optuna's own
         # connection, which would wait on that lock forever. SQLite files are local, so flock reaches

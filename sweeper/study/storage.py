@@ -1,5 +1,6 @@
 """Study storage: an Optuna RDB storage (SQLite or PostgreSQL) with heartbeats, so a killed worker's
-trial is failed and retried by the next worker, and SQLite set up for several processes."""
+trial is failed and retried by the next worker, SQLite set up for several processes, and a server's
+outage ridden out (sweeper/study/patience.py)."""
 from __future__ import annotations
 
 import copy
@@ -7,6 +8,7 @@ import sqlite3
 import time
 import warnings
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 
 import optuna
@@ -14,6 +16,7 @@ import sqlalchemy
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 
 from sweeper.config import ConfigError
+from sweeper.study.patience import CONNECT_ARGS, PatientStorage
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 OPTUNA_TABLES = {"studies", "trials", "version_info"}
@@ -91,10 +94,15 @@ def open_storage(study_cfg):
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(f"study.storage={url}: cannot open {path} ({e})") from None
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    # A file does not go away; "database is locked" is the busy timeout's business. A server may go away.
+    storage_class = (optuna.storages.RDBStorage if url.startswith("sqlite")
+                     else partial(PatientStorage, patience=study_cfg.storage_patience))
+    if url.startswith("postgresql"):  # libpq's options, where the URL does not set its own
+        engine_kwargs = {"connect_args": {k: v for k, v in CONNECT_ARGS.items() if f"{k}=" not in url}}
     retry = RetryTrial(max_retry=study_cfg.max_retries, inherit_intermediate_values=True)
     for attempt in range(1, SCHEMA_ATTEMPTS + 1):
         try:
-            return optuna.storages.RDBStorage(
+            return storage_class(
                 url, engine_kwargs=engine_kwargs, heartbeat_interval=study_cfg.heartbeat_interval,
                 grace_period=study_cfg.grace_period, heartbeat_stale_trial_callback=retry)
         except sqlalchemy.exc.DBAPIError as e:
