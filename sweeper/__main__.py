@@ -17,6 +17,10 @@ def main() -> None:
     from sweeper.config import ConfigError
 
     argv = sys.argv[1:]
+    if "mode=status" in argv:
+        from sweeper.results.status import writing_nothing
+
+        sys.argv += writing_nothing(argv)
     try:
         preflight(argv)
         sweep()
