@@ -17,11 +17,11 @@ def main() -> None:
     from sweeper.config import ConfigError
 
     argv = sys.argv[1:]
-    if "mode=status" in argv:
-        from sweeper.results.status import writing_nothing
-
-        sys.argv += writing_nothing(argv)
     try:
+        if "mode=status" in argv:
+            from sweeper.results.status import writing_nothing
+
+            sys.argv += writing_nothing(argv)
         preflight(argv)
         sweep()
     except ConfigError as e:

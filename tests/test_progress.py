@@ -84,7 +84,7 @@ def test_through_a_pipe_the_progress_is_plain_log_lines_and_no_carriage_return(t
     # train.progress=true: the per-epoch bar, which wrote a line of carriage returns into files before
     # Trials of a few seconds, for a line while one runs.
     result = cli(*command(tmp_path, glue_dir, "study.n_trials=2", "train.progress=true", "study.progress_every=1",
-                          "task.max_train_samples=200", "search.epochs.low=2", "search.epochs.high=2"))
+                          "task.max_train_samples=128", "search.epochs.low=2", "search.epochs.high=2"))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-2000:]
     assert "\r" not in output

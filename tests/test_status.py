@@ -85,6 +85,10 @@ def test_status_of_a_missing_sqlite_file_is_one_error_and_creates_nothing(tmp_pa
         "e.g. sqlite:///outputs/sweeper.db"]
     assert list(tmp_path.iterdir()) == []  # no database, no Hydra run directory
 
+    result = cli("-m", "mode=status", f"study.storage={url}", f"out_dir={tmp_path}")
+    assert result.returncode == 2 and result.stderr.startswith("error: mode=status with -m: ")
+    assert list(tmp_path.iterdir()) == []
+
 
 def status_while_paused(proc, storage: str, study: str, glue_dir, snapshot) -> tuple[str, object, object]:
     """Once the sweep has a trial running: stop the worker, take `snapshot()` of the storage, run

@@ -24,6 +24,9 @@ EXAMPLE = "the storage of a sweep that ran, e.g. sqlite:///outputs/sweeper.db"
 def writing_nothing(argv: list[str]) -> list[str]:
     """Hydra overrides for a status command that leaves no run directory, .hydra copy or log file behind
     (so `watch python -m sweeper mode=status` adds nothing); those the user set are kept."""
+    if {"-m", "--multirun"} & set(argv):  # a multirun's end would open (create) each job's storage to sum it up
+        raise ConfigError("mode=status with -m: one status lists every study of its storage; allowed: "
+                          "python -m sweeper mode=status [study.storage=URL] [study.name=PATTERN]")
     quiet = {"hydra.run.dir": ".", "hydra.output_subdir": "null", "hydra/job_logging": "stdout"}
     given = {a.split("=")[0].lstrip("+~") for a in argv}
     return [f"{k}={v}" for k, v in quiet.items() if k not in given]
