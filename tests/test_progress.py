@@ -56,6 +56,15 @@ def test_time_left_is_what_is_left_times_the_mean_trial_less_what_runs_shared_am
     assert snapshot(study, 3, elapsed=3661).line().endswith("1:01:01 elapsed, done")
 
 
+def test_workers_of_one_study_show_the_same_progress(study, tmp_path):
+    study.ask()  # running in this "worker"
+    other = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")  # another worker's view
+    mine, theirs = snapshot(study, 5, elapsed=1), snapshot(other, 5, elapsed=1)
+    assert (theirs.finished, theirs.running, theirs.best) == (mine.finished, mine.running, mine.best) == (
+        2, 1, "best f1 0.8000 (trial 0)")
+    assert theirs.left == pytest.approx(mine.left, abs=2)  # both from the same records, a moment apart
+
+
 def test_before_any_trial_finishes_the_time_left_says_so(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db", study_name="new", direction="minimize")
     study.ask()
