@@ -27,6 +27,8 @@ def check(cfg, launcher: str = "") -> None:
     from sweeper.study.definition import verify
     from sweeper.study.storage import open_storage
 
+    if cfg.mode.value == "status":
+        return  # reads the storage only, and says itself what is wrong with it (sweeper/results/status.py)
     validate(cfg)
     check_world(cfg)
     check_launcher(launcher, cfg.study.storage)
@@ -118,6 +120,10 @@ def sweep(cfg: DictConfig) -> float | None:
         launcher = HydraConfig.get().launcher
         place_worker(cfg.get("worker", 0), launcher._target_)  # before anything initializes CUDA
         check(cfg, launcher._target_)
+        if cfg.mode.value == "status":
+            from sweeper.results.status import show_status
+
+            return show_status(cfg)
         set_threads(cfg.train.threads, launcher)
         if cfg.mode.value == "retrain":
             from sweeper.results.retrain import run_retrain

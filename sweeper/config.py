@@ -98,6 +98,13 @@ class SearchConfig:
     reference: Reference = MISSING
 
 
+class Progress(str, Enum):
+    auto = "auto"  # a bar on a terminal, log lines otherwise
+    bar = "bar"
+    log = "log"
+    off = "off"
+
+
 class KeepCheckpoints(str, Enum):
     best = "best"
     all = "all"
@@ -119,6 +126,8 @@ class StudyConfig:
     accept: list[str] = field(default_factory=list)  # defining keys a resume may change (sweeper/study/definition.py)
     objectives: list[str] = field(default_factory=list)  # empty = task.objective; two or more = multi-objective
     artifacts: dict[str, Any] | None = None  # an Optuna artifact store by _target_ (sweeper/results/artifacts.py)
+    progress: Progress = MISSING  # the study's progress while it runs (sweeper/study/progress.py)
+    progress_every: int = MISSING  # seconds between log lines while a trial runs (progress=log)
 
 
 class Precision(str, Enum):
@@ -131,6 +140,7 @@ class Precision(str, Enum):
 class Mode(str, Enum):
     sweep = "sweep"
     retrain = "retrain"
+    status = "status"
 
 
 @dataclass
@@ -219,6 +229,8 @@ def validate(cfg) -> None:
     st = cfg.study
     if st.n_trials < 1:
         raise ConfigError(f"study.n_trials={st.n_trials}; need an integer >= 1")
+    if st.progress_every < 1:
+        raise ConfigError(f"study.progress_every={st.progress_every}; need an integer >= 1 (seconds)")
     if not 0 <= st.max_failed_fraction <= 1:
         raise ConfigError(f"study.max_failed_fraction={st.max_failed_fraction}; need 0..1")
     if st.heartbeat_interval < 1 or st.grace_period <= st.heartbeat_interval:

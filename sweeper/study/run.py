@@ -19,6 +19,7 @@ from sweeper.config import ConfigError
 from sweeper.results.report import summarize
 from sweeper.study.definition import defined_study
 from sweeper.study.lock import study_lock
+from sweeper.study.progress import Watch, record_worker
 from sweeper.study.storage import open_storage
 from sweeper.train import checkpoints
 from sweeper.train.metrics import direction, objectives
@@ -117,7 +118,7 @@ def describe(study: optuna.Study, cfg, train_size: int, eval_size: int) -> None:
     attrs = {"train_size": train_size, "eval_size": eval_size,
              "search_space": f"lr log-uniform [{s.lr.low:g}, {s.lr.high:g}], epochs [{s.epochs.low}, "
                              f"{s.epochs.high}], batch_size {list(s.batch_size)}",
-             "command": command,
+             "command": command, "n_trials": cfg.study.n_trials,  # the target, for mode=status
              "best_model": str((Path(cfg.out_dir) / cfg.study.name / "best-model").resolve())}
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
@@ -125,7 +126,7 @@ def describe(study: optuna.Study, cfg, train_size: int, eval_size: int) -> None:
 
 
 def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> None:
-    target, waited = cfg.study.n_trials, False
+    target = cfg.study.n_trials
 
     def keep_checkpoints(study, trial) -> None:
         trials = study.get_trials(deepcopy=False)
@@ -137,12 +138,18 @@ def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> No
         checkpoints.prune(checkpoint_root, trials, best, cfg.study.keep_checkpoints.value)
 
     claim_under_lock(study, target)
+    with Watch(study, target, cfg.study.progress.value, cfg.study.progress_every) as watch:
+        run_until_done(study, objective, cfg, [keep_checkpoints, watch])
+
+
+def run_until_done(study: optuna.Study, objective, cfg, callbacks) -> None:
+    target, waited = cfg.study.n_trials, False
     while True:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued for retry
         if count(study.get_trials(deepcopy=False), FINISHED) >= target:
             return
         try:
-            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[keep_checkpoints])
+            study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
         except AllTrialsTaken:
             # Other workers hold the last trials: wait until they finish or their heartbeat goes stale.
             if not waited:
@@ -173,7 +180,9 @@ def claim_under_lock(study: optuna.Study, target: int) -> None:
             trials = backend.get_all_trials(study._study_id, deepcopy=False)
             if count(trials, (*FINISHED, TrialState.RUNNING)) >= target:
                 raise AllTrialsTaken
-            return ask(*args, **kwargs)
+            trial = ask(*args, **kwargs)
+        record_worker(trial)
+        return trial
 
     study.ask = ask_if_missing
 

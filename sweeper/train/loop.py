@@ -134,8 +134,9 @@ def train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_e
     real_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)
     tokens = samples = 0
     logged = (0.0, 0)  # loss sum and steps at the last on_log: it gets the mean since then
+    # disable=None: no bar where stderr is not a terminal (a file would get a line of carriage returns).
     bar = tqdm(train_dl, desc=f"epoch {epoch}", leave=False,
-               disable=not (progress and accelerator.is_local_main_process))
+               disable=None if progress and accelerator.is_local_main_process else True)
     start = time.perf_counter()
     for step, batch in enumerate(bar, 1):
         loss = model(**batch).loss
