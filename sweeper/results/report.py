@@ -25,9 +25,10 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
     trials = study.get_trials(deepcopy=False)
     n = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     causes = faults.by_cause(trials)
-    log.info("study %s: %d complete, %d pruned, %d failed (%d by the machine, retried; %d by the trial itself) "
-             "(study.n_trials=%d finished wanted)", study_cfg.name, n[TrialState.COMPLETE], n[TrialState.PRUNED],
-             n[TrialState.FAIL], causes[faults.MACHINE], causes[faults.TRIAL], study_cfg.n_trials)
+    why = f" ({causes[faults.MACHINE]} by the machine, retried; {causes[faults.TRIAL]} by the trial itself)"
+    log.info("study %s: %d complete, %d pruned, %d failed%s (study.n_trials=%d finished wanted)", study_cfg.name,
+             n[TrialState.COMPLETE], n[TrialState.PRUNED], n[TrialState.FAIL], why if n[TrialState.FAIL] else "",
+             study_cfg.n_trials)
     best = None
     multi = len(study.directions) > 1
     study_dir.mkdir(parents=True, exist_ok=True)
