@@ -239,7 +239,7 @@ def assert_nothing_half_written(study_dir):
 @pytest.mark.slow
 def test_a_full_disk_stops_the_sweep_with_one_line_and_the_same_command_finishes(tmp_path, glue_dir, small_fs):
     storage = f"sqlite:///{tmp_path}/s.db"  # elsewhere, healthy: only the study's directory is full
-    command = args(tmp_path, glue_dir, "study.n_trials=1", "task.max_train_samples=200", "search.epochs.low=2",
+    command = args(tmp_path, glue_dir, "study.n_trials=1", "task.max_train_samples=64", "search.epochs.low=2",
                    "search.epochs.high=2", "study.max_failed_fraction=0")
     study_dir = small_fs(tmp_path / "mrpc-tiny", 40)
     # Room for the first checkpoint, not for the second beside it; without the filler, for both.
