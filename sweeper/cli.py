@@ -115,6 +115,7 @@ def sweep(cfg: DictConfig) -> float | None:
     from sweeper.scale import distributed
     from sweeper.scale.placement import place_worker, set_threads
     from sweeper.study.run import SweepStopped, run_study
+    from sweeper.train.disk import DiskFull
 
     try:
         launcher = HydraConfig.get().launcher
@@ -139,6 +140,11 @@ def sweep(cfg: DictConfig) -> float | None:
     except (ConfigError, SweepStopped) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2 if isinstance(e, ConfigError) else 3)
+    except DiskFull as e:  # the trial it stopped is failed and queued again: the same command goes on
+        from sweeper.study.faults import no_space_line
+
+        print(f"error: {no_space_line(e, cfg.out_dir)}", file=sys.stderr)
+        sys.exit(4)
     except BaseException as e:
         from sweeper.study.patience import unreachable
 

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from sweeper.train import disk
+
 MARKER = "sweeper.json"  # {"value": ..., "trial" or "seed": ...}; written before the rename, so present
 
 
@@ -46,12 +48,14 @@ def export(model, tokenizer, label_names: list[str], target: Path, record: dict,
            replace: Callable[[], bool] = lambda: True) -> bool:
     """Write the model beside `target`, then, under a lock and if `replace()` still says so, rename it
     into place: readers never see a half-written model, and concurrent workers on one file system
-    decide one at a time. Returns whether it replaced `target`."""
+    decide one at a time. A full file system (checked first, and during the write) raises DiskFull.
+    Returns whether it replaced `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fresh = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        write_model(model, tokenizer, label_names, fresh, record)
+        with disk.writing(target.parent, disk.model_bytes(model), "the best model"):
+            write_model(model, tokenizer, label_names, fresh, record)
         with open(target.with_name(f"{target.name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not replace():

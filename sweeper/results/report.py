@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeper.results.artifacts import artifact_dir, attach_report
+from sweeper.study import faults
 from sweeper.study.definition import write_csv
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,11 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
     study_cfg = cfg.study
     trials = study.get_trials(deepcopy=False)
     n = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    log.info("study %s: %d complete, %d pruned, %d failed (study.n_trials=%d finished wanted)",
-             study_cfg.name, n[TrialState.COMPLETE], n[TrialState.PRUNED], n[TrialState.FAIL], study_cfg.n_trials)
+    causes = faults.by_cause(trials)
+    why = f" ({causes[faults.MACHINE]} by the machine, retried; {causes[faults.TRIAL]} by the trial itself)"
+    log.info("study %s: %d complete, %d pruned, %d failed%s (study.n_trials=%d finished wanted)", study_cfg.name,
+             n[TrialState.COMPLETE], n[TrialState.PRUNED], n[TrialState.FAIL], why if n[TrialState.FAIL] else "",
+             study_cfg.n_trials)
     best = None
     multi = len(study.directions) > 1
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -74,9 +78,17 @@ def replace_whole(path: Path, write: Callable[[Path], object]) -> Path:
 
 def trials_frame(study):
     """Optuna's trials table; the objective's column keeps its name `value` once the study names its
-    metric (Optuna would call it `value_f1`), so readers of trials.csv need not know the metric."""
+    metric (Optuna would call it `value_f1`), so readers of trials.csv need not know the metric.
+    `fail_cause` says whose fault a failed trial was: `machine` (retried, not counted) or `trial`."""
     names = study.metric_names or []
-    return study.trials_dataframe().rename(columns={f"value_{n}": "value" for n in names[:1]})
+    table = study.trials_dataframe().rename(columns={f"value_{n}": "value" for n in names[:1]})
+    trials = study.get_trials(deepcopy=False)
+    retried = faults.retried_numbers(trials)
+    causes = {t.number: faults.failure_cause(t, retried) for t in trials}
+    table = table.drop(columns=[f"user_attrs_{faults.CAUSE}"], errors="ignore")
+    if len(table):
+        table[faults.CAUSE] = table["number"].map(causes)
+    return table
 
 
 def best_overrides(cfg, params: dict) -> list[str]:

@@ -16,6 +16,7 @@ from sweeper.data.dataset import load_task
 from sweeper.results.artifacts import attach_best_model
 from sweeper.results.export import export_if_better
 from sweeper.scale import distributed
+from sweeper.study import faults
 from sweeper.study.pruning import TRIVIAL
 from sweeper.train import checkpoints
 from sweeper.train.loop import Hparams, pad_multiple, resolve_precision, train
@@ -68,12 +69,19 @@ class Objective:
         self.trial = trial
         try:
             return self.run(trial)
-        except (optuna.TrialPruned, KeyboardInterrupt):
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(faults.CAUSE, faults.MACHINE)  # stopped, not wrong: never counted as a failure
             raise
         except Exception as e:
             if distributed.lost_peer(e):
+                trial.set_user_attr(faults.CAUSE, faults.MACHINE)
                 raise KeyboardInterrupt(f"a rank of this trial died: {e}") from e  # retried like a killed worker
+            if faults.cause(e) == faults.MACHINE:
+                raise faults.MachineFault(e) from e  # run_trials fails the trial, queues it again, stops
             trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}")
+            trial.set_user_attr(faults.CAUSE, faults.TRIAL)
             # The traceback outlives the trial (Optuna logs it; log handlers may keep it): clear its
             # frames' locals so the model, optimizer and activations are freed now (a GPU OOM).
             traceback.clear_frames(e.__traceback__)

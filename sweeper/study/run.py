@@ -2,6 +2,7 @@
 finished (complete + pruned) ones. Knows trials and storage, nothing of tensors."""
 from __future__ import annotations
 
+import datetime
 import logging
 import shlex
 import signal
@@ -17,11 +18,12 @@ from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
 from sweeper.results.report import summarize
+from sweeper.study import faults
 from sweeper.study.definition import defined_study
 from sweeper.study.lock import study_lock
 from sweeper.study.progress import Watch, record_worker
 from sweeper.study.storage import open_storage
-from sweeper.train import checkpoints
+from sweeper.train import checkpoints, disk
 from sweeper.train.metrics import direction, objectives
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,8 @@ def run_study(cfg) -> float | None:
                  cfg.study.name, finished, cfg.study.n_trials)
     else:
         run_missing(study, cfg, study_dir)
-    return summarize(study, cfg, study_dir)
+    with disk.writing(study_dir, 0, "the summary"):  # a full disk here too ends in one line, exit 4
+        return summarize(study, cfg, study_dir)
 
 
 def run_missing(study: optuna.Study, cfg, study_dir: Path) -> None:
@@ -137,17 +140,23 @@ def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> No
             best = {t.number for t in study.best_trials} if multi else {study.best_trial.number}
         checkpoints.prune(checkpoint_root, trials, best, cfg.study.keep_checkpoints.value)
 
+    started = datetime.datetime.now()  # the failure limit counts the failures of this run only
     claim_under_lock(study, target)
     with Watch(study, target, cfg.study.progress.value, cfg.study.progress_every) as watch:
-        run_until_done(study, objective, cfg, [keep_checkpoints, watch])
+        run_until_done(study, objective, cfg, checkpoint_root, [keep_checkpoints, watch], started)
 
 
-def run_until_done(study: optuna.Study, objective, cfg, callbacks) -> None:
+def run_until_done(study: optuna.Study, objective, cfg, checkpoint_root: Path, callbacks,
+                   started: datetime.datetime) -> None:
+    """Start trials until the study holds its target; the failure limit counts trials started since `started`."""
     target, waited = cfg.study.n_trials, False
     while True:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued for retry
         if count(study.get_trials(deepcopy=False), FINISHED) >= target:
             return
+        # Room for one more checkpoint beside the study's, before a trial starts: a disk still full
+        # stops here, without failing (and using up a retry of) a trial.
+        disk.require(checkpoint_root, checkpoints.largest(checkpoint_root), "a checkpoint")
         try:
             study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks)
         except AllTrialsTaken:
@@ -160,8 +169,11 @@ def run_until_done(study: optuna.Study, objective, cfg, callbacks) -> None:
         except KeyboardInterrupt:
             settle_interrupted(study, objective.trial)
             raise
+        except faults.MachineFault as fault:
+            settle_interrupted(study, objective.trial, fault.error)
+            raise disk.as_disk_full(fault.error, checkpoint_root)  # noqa: B904 (the error itself, with its cause)
         objective.release()
-        check_failures(study.get_trials(deepcopy=False), cfg.study)
+        check_failures(study.get_trials(deepcopy=False), cfg.study, since=started)
 
 
 def claim_under_lock(study: optuna.Study, target: int) -> None:
@@ -187,9 +199,10 @@ def claim_under_lock(study: optuna.Study, target: int) -> None:
     study.ask = ask_if_missing
 
 
-def settle_interrupted(study: optuna.Study, trial) -> None:
-    """Leave no RUNNING trial behind: fail the interrupted trial and queue a retry with the same
-    parameters, which resumes from its last checkpoint."""
+def settle_interrupted(study: optuna.Study, trial, error: BaseException | None = None) -> None:
+    """Leave no RUNNING trial behind: fail the trial interrupted (by a signal, or by `error`, a machine
+    fault) as the machine's fault and queue a retry with the same parameters, which resumes from its
+    last checkpoint."""
     if trial is None:
         return
     previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -197,25 +210,29 @@ def settle_interrupted(study: optuna.Study, trial) -> None:
         storage = study._storage
         frozen = storage.get_trial(trial._trial_id)
         if frozen.state == TrialState.RUNNING:
+            if error is not None:
+                storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"{type(error).__name__}: {error}")
+            storage.set_trial_user_attr(trial._trial_id, faults.CAUSE, faults.MACHINE)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             frozen = storage.get_trial(trial._trial_id)
         if frozen.state == TrialState.FAIL:
             storage.get_heartbeat_stale_trial_callback()(study, frozen)
-            log.warning("trial %d interrupted: marked failed and queued to rerun from its last checkpoint",
-                        frozen.number)
+            log.warning("trial %d %s: marked failed and queued to rerun from its last checkpoint",
+                        frozen.number, f"stopped by the machine ({error})" if error else "interrupted")
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
 
-def check_failures(trials, study_cfg) -> None:
-    """Stop the sweep once failures (not counting interrupted trials that were retried) exceed
-    study.max_failed_fraction of study.n_trials."""
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    failed = [t for t in trials if t.state == TrialState.FAIL and t.number not in retried]
+def check_failures(trials, study_cfg, since: datetime.datetime | None = None) -> None:
+    """Stop the sweep once the trials' own failures (not the machine's: interrupted, killed, disk full)
+    among the trials started since `since` (this run) exceed study.max_failed_fraction of study.n_trials.
+    A study stopped here goes on when the same command runs again, once the cause is fixed."""
+    failed = faults.counted(trials, since)
     if len(failed) > study_cfg.max_failed_fraction * study_cfg.n_trials:
         reason = failed[-1].user_attrs.get("fail_reason", "see the log")
         raise SweepStopped(
             f"study {study_cfg.name}: {len(failed)} trials failed, more than "
             f"study.max_failed_fraction={study_cfg.max_failed_fraction} of study.n_trials={study_cfg.n_trials}; "
-            f"last failure: {reason}")
+            f"last failure: {reason}; once its cause is fixed, the same command goes on (only its own "
+            "failures count)")

@@ -3,9 +3,14 @@ which checkpoint a retried trial resumes from, and which ones a study keeps."""
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import zipfile
 from pathlib import Path
 
+from sweeper.train import disk
+
+log = logging.getLogger(__name__)
 PROGRESS = "progress.json"  # written last: an epoch directory without it is incomplete
 
 
@@ -38,16 +43,67 @@ def drop_older(trial: Path, keep: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
+def estimate(trial: Path, model) -> int:
+    """A checkpoint's size: the trial's previous one's, else the model's weights and AdamW's two moments."""
+    last = latest(trial)
+    return disk.dir_bytes(last) if last is not None else 3 * disk.model_bytes(model)
+
+
+def largest(root: Path) -> int:
+    """The size of the largest checkpoint of a study now on disk (0 when there is none)."""
+    return max((disk.dir_bytes(c) for d in Path(root).glob("trial-*") if (c := latest(d))), default=0)
+
+
+def damage(checkpoint: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (a truncated or corrupt file, a bad progress.json); None if it
+    can. Safetensors' header must cover the file; torch.save's zip archives must pass their CRC checks."""
+    from safetensors import safe_open
+
+    try:
+        if not isinstance(read_progress(checkpoint).get("history"), list):
+            return f"{PROGRESS} holds no history"
+    except (OSError, ValueError, AttributeError) as e:
+        return f"{PROGRESS}: {e}"
+    files = sorted(checkpoint.iterdir())
+    if not any(f.name.startswith("model") for f in files) or not any(f.name.startswith("optimizer") for f in files):
+        return "no model or optimizer state"
+    for f in files:
+        try:
+            if f.suffix == ".safetensors":
+                with safe_open(f, "pt"):
+                    pass
+            elif f.suffix in (".bin", ".pkl", ".pt"):
+                with zipfile.ZipFile(f) as z:
+                    if (bad := z.testzip()) is not None:
+                        return f"{f.name}: {bad} fails its CRC check"
+        except Exception as e:  # safetensors raises its own SafetensorError
+            return f"{f.name}: {e}"
+    return None
+
+
+def readable(trial: Path) -> Path | None:
+    """The trial's newest checkpoint that can be resumed from; damaged newer ones are deleted, and said so."""
+    damaged = []
+    while (newest := latest(trial)) is not None and (reason := damage(newest)) is not None:
+        damaged.append(f"{newest.name} ({reason})")
+        shutil.rmtree(newest)
+    if damaged:
+        log.warning("%s: damaged checkpoint %s; resuming from %s", trial, "; ".join(damaged),
+                    newest.name if newest else "the start of the trial")
+    return newest
+
+
 def claim(root: Path, number: int, retried: list[int]) -> Path | None:
     """Move the newest checkpoint among the trials this one retries into this trial's directory
-    (a move, so disk use does not grow) and return it; None when there is nothing to resume."""
+    (a move, so disk use does not grow) and return its newest readable epoch; None when there is
+    nothing to resume."""
     for earlier in reversed(retried):
         source = trial_dir(root, earlier)
         if latest(source) is not None:
             target = trial_dir(root, number)
             shutil.rmtree(target, ignore_errors=True)
             source.rename(target)
-            return latest(target)
+            return readable(target)
     return None
 
 

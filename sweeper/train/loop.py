@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from sweeper.train import checkpoints, fastpath
+from sweeper.train import checkpoints, disk, fastpath
 from sweeper.train.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
             metrics = {**metrics, **stats, "epoch": epoch}
             history.append(metrics)
             if checkpoint is not None:
-                save_checkpoint(accelerator, checkpoint, history)
+                save_checkpoint(accelerator, checkpoint, history, checkpoints.estimate(checkpoint, model))
             if on_log is not None:  # before on_epoch_end, which may prune: a pruned epoch is logged too
                 on_log(metrics, (epoch + 1) * epoch_samples)
             on_epoch_end(epoch, metrics)
@@ -187,19 +188,21 @@ def evaluate(accelerator, model, eval_dl, metric_names, regression: bool = False
     return {**metrics, "eval_samples": sum(len(y) for y in labels), "eval_seconds": time.perf_counter() - start}
 
 
-def save_checkpoint(accelerator, trial: Path, history: list[dict]) -> None:
+def save_checkpoint(accelerator, trial: Path, history: list[dict], needed: int = 0) -> None:
     """Save model, optimizer, scheduler and RNG state after an epoch. Written beside the previous
-    checkpoint and renamed into place, so a kill or a full disk mid-save leaves the last good one."""
+    checkpoint and renamed into place, so a kill or a full disk mid-save leaves the last good one and
+    nothing half-written. Raises DiskFull when fewer than `needed` bytes are free, or the write runs out."""
     final = checkpoints.epoch_dir(trial, len(history))
     partial = final.with_suffix(".tmp")
     try:
-        accelerator.save_state(str(partial))
-        accelerator.wait_for_everyone()  # every rank's RNG state is in before the directory is renamed
-        if accelerator.is_main_process:
-            checkpoints.write_progress(partial, {"epoch": len(history), "history": history})
-            partial.rename(final)
-            checkpoints.drop_older(trial, keep=final)
-    except OSError as e:
-        log.warning("could not save checkpoint %s (%s); training goes on from the previous one", final, e)
-        checkpoints.drop_older(trial, keep=checkpoints.latest(trial))
+        with disk.writing(trial, needed, "a checkpoint"):
+            accelerator.save_state(str(partial))
+            accelerator.wait_for_everyone()  # every rank's RNG state is in before the directory is renamed
+            if accelerator.is_main_process:
+                checkpoints.write_progress(partial, {"epoch": len(history), "history": history})
+                partial.rename(final)
+                checkpoints.drop_older(trial, keep=final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     accelerator.wait_for_everyone()
