@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
 from sweeper.results.report import summarize
+from sweeper.study import budget
 from sweeper.study.definition import defined_study
 from sweeper.study.lock import study_lock
 from sweeper.study.storage import open_storage
@@ -87,9 +88,12 @@ def run_study(cfg) -> float | None:
     study = load_study(storage, cfg)
     study_dir = Path(cfg.out_dir) / cfg.study.name
     finished = count(study.get_trials(deepcopy=False), FINISHED)
+    spent = budget.reached(study, cfg.study, study.user_attrs.get("train_size"))
     if finished >= cfg.study.n_trials:
         log.info("study %s is complete: %d finished trials (study.n_trials=%d); nothing to run",
                  cfg.study.name, finished, cfg.study.n_trials)
+    elif spent:
+        log.info("study %s: %s; nothing to run (a larger budget resumes it)", cfg.study.name, spent)
     else:
         run_missing(study, cfg, study_dir)
     return summarize(study, cfg, study_dir)
@@ -140,6 +144,10 @@ def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> No
     while True:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued for retry
         if count(study.get_trials(deepcopy=False), FINISHED) >= target:
+            return
+        spent = budget.reached(study, cfg.study, study.user_attrs.get("train_size"))  # set by describe
+        if spent:  # checked before each trial starts: one that started under budget runs to its end
+            log.info("study %s: %s; no more trials start", cfg.study.name, spent)
             return
         try:
             study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[keep_checkpoints])
