@@ -234,6 +234,11 @@ def validate(cfg) -> None:
             raise ConfigError(f"study.{key}={st[key]}; allowed: null (no budget) or a number > 0")
     if cfg.train.evals_per_epoch < 1:
         raise ConfigError(f"train.evals_per_epoch={cfg.train.evals_per_epoch}; allowed: an integer >= 1")
+    resource = cfg.pruner.get("min_resource")
+    if cfg.train.evals_per_epoch > 1 and isinstance(resource, int) and resource <= s.epochs.high:
+        raise ConfigError(f"pruner.min_resource={resource} with train.evals_per_epoch={cfg.train.evals_per_epoch}: "
+                          "steps are then training samples, not epochs; allowed: a number of training samples "
+                          "(about the training set's size / evals_per_epoch), with pruner.max_resource=auto or samples")
     if cfg.train.eval_subset is not None and cfg.train.eval_subset < 1:
         raise ConfigError(f"train.eval_subset={cfg.train.eval_subset}; allowed: null (the whole split) or an "
                           "integer >= 1")

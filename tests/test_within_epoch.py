@@ -76,3 +76,16 @@ def test_the_plateau_pruner_compares_sample_steps_of_other_batch_sizes(tmp_path)
     assert run({24: 0.71, 48: 0.9, 64: 0.95}) == TrialState.COMPLETE  # at 24 the peers' last (16: 0.6) is below
     assert run({24: 0.5, 48: 0.9}) == TrialState.PRUNED  # below the median of the peers at 24 samples
     assert run({0: 0.1}, unit=None) == TrialState.COMPLETE  # epoch steps: no peers of that unit yet
+
+
+def test_bad_within_epoch_settings_are_refused_in_one_line(compose_cfg):
+    import pytest
+
+    from sweeper.config import ConfigError, validate
+
+    validate(compose_cfg(*TINY, "train.evals_per_epoch=4", "pruner=plateau"))
+    with pytest.raises(ConfigError, match=r"^train.evals_per_epoch=0; allowed: an integer >= 1$"):
+        validate(compose_cfg(*TINY, "train.evals_per_epoch=0"))
+    with pytest.raises(ConfigError, match=r"^pruner.min_resource=1 with train.evals_per_epoch=4: steps are then "):
+        validate(compose_cfg(*TINY, "train.evals_per_epoch=4", "pruner=hyperband"))
+    validate(compose_cfg(*TINY, "train.evals_per_epoch=4", "pruner=hyperband", "pruner.min_resource=16"))

@@ -44,7 +44,7 @@ def report_epoch(trial: optuna.Trial, objective: str, epoch: int, metrics: dict)
         return
     trial.report(metrics[objective], epoch)
     if trial.should_prune():
-        raise optuna.TrialPruned(f"{objective}={metrics[objective]:.4f} at epoch {epoch}")
+        raise optuna.TrialPruned(f"{objective}={metrics[objective]:.4f} at epoch {metrics.get('epoch', epoch)}")
 
 
 class Objective:
