@@ -89,3 +89,30 @@ def test_a_budget_is_not_part_of_the_definition_and_is_checked(compose_cfg):
     assert definition(plain) == definition(budgeted)
     with pytest.raises(ConfigError, match=r"study.budget_epochs=0.0; allowed: null \(no budget\) or a number > 0"):
         validate(compose_cfg(*TINY, "study.budget_epochs=0"))
+
+
+def test_a_retry_counts_only_what_it_trained_itself(compose_cfg):
+    import pytest
+
+    from sweeper.study.objective import Objective
+    from sweeper.study.run import load_study, run_trials
+    from sweeper.study.storage import open_storage
+
+    class Interrupt(optuna.pruners.BasePruner):  # Ctrl-C at the first report, after epoch 0's checkpoint
+        def prune(self, study, trial):
+            raise KeyboardInterrupt
+
+    cfg = compose_cfg(*TINY, "study.n_trials=1", "search.epochs.low=2", "search.epochs.high=2", "pruner=none")
+    study = load_study(open_storage(cfg.study), cfg)
+    objective = Objective(cfg, Path(cfg.out_dir) / cfg.study.name)
+    study.pruner = Interrupt()
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, objective, cfg, objective.checkpoint_root)
+    study.pruner = optuna.pruners.NopPruner()
+    run_trials(study, objective, cfg, objective.checkpoint_root)
+    failed, retry = load(cfg.study.storage, cfg.study.name).trials
+    assert (failed.state, retry.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    assert retry.user_attrs["resumed_at_epoch"] == 1
+    # 64 samples on each, not 64 + 128: the retry trained epoch 1 only, from its predecessor's checkpoint.
+    assert (failed.user_attrs["train_samples"], retry.user_attrs["train_samples"]) == (64, 64)
+    assert budget.spent(study).train == {"complete": 64, "pruned": 0, "failed": 64, "running": 0}

@@ -48,6 +48,12 @@ def spent(study, now: datetime | None = None) -> Spent:
     return out
 
 
+def reset(trial) -> None:
+    """A retry starts from zero: what its predecessor computed is counted on the predecessor."""
+    for name in (TRAIN, EVALUATED):
+        trial.set_user_attr(name, 0)
+
+
 def reached(study, study_cfg, train_size: int | None) -> str | None:
     """Why the study's budget is spent (a line for the log), or None while some is left or none is set."""
     epochs, minutes = study_cfg.get("budget_epochs"), study_cfg.get("budget_minutes")

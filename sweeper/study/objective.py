@@ -16,7 +16,7 @@ from sweeper.data.dataset import load_task
 from sweeper.results.artifacts import attach_best_model
 from sweeper.results.export import export_if_better
 from sweeper.scale import distributed
-from sweeper.study import steps
+from sweeper.study import budget, steps
 from sweeper.study.pruning import TRIVIAL
 from sweeper.train import checkpoints
 from sweeper.train.loop import Hparams, pad_multiple, resolve_precision, train
@@ -101,6 +101,8 @@ class Objective:
         retried = frozen.system_attrs.get("retry_history", [])
         resume = checkpoints.claim(self.checkpoint_root, trial.number, retried) if retried else None
         resumed = checkpoints.read_progress(resume)["history"] if resume is not None else []
+        if retried:  # Optuna's retry copies the predecessor's user attributes: count only this run's compute
+            budget.reset(trial)
         if resumed:
             self.restore_reports(trial, frozen, resumed)
         log.info("trial %d: lr=%.3g epochs=%d batch_size=%d%s", trial.number, hp.lr, hp.epochs,
