@@ -125,6 +125,8 @@ class StudyConfig:
     keep_checkpoints: KeepCheckpoints = MISSING
     accept: list[str] = field(default_factory=list)  # defining keys a resume may change (sweeper/study/definition.py)
     objectives: list[str] = field(default_factory=list)  # empty = task.objective; two or more = multi-objective
+    budget_epochs: float | None = None  # compute budget in epochs of the training set (sweeper/study/budget.py)
+    budget_minutes: float | None = None  # budget in trial minutes, summed over the study's trials
     artifacts: dict[str, Any] | None = None  # an Optuna artifact store by _target_ (sweeper/results/artifacts.py)
     progress: Progress = MISSING  # the study's progress while it runs (sweeper/study/progress.py)
     progress_every: int = MISSING  # seconds between log lines while a trial runs (progress=log)
@@ -159,6 +161,8 @@ class TrainConfig:
     progress: bool = MISSING
     threads: int | None = None
     report_to: list[str] = field(default_factory=list)  # experiment trackers (sweeper/train/tracking.py)
+    evals_per_epoch: int = 1  # pruner reports per epoch; > 1: steps are training samples (sweeper/study/steps.py)
+    eval_subset: int | None = 512  # evaluation examples for the reports within an epoch; null = the whole split
 
 
 @dataclass
@@ -240,6 +244,19 @@ def validate(cfg) -> None:
         )
     if st.storage_patience < 0:
         raise ConfigError(f"study.storage_patience={st.storage_patience}; need seconds >= 0")
+    for key in ("budget_epochs", "budget_minutes"):
+        if st.get(key) is not None and not st[key] > 0:
+            raise ConfigError(f"study.{key}={st[key]}; allowed: null (no budget) or a number > 0")
+    if cfg.train.evals_per_epoch < 1:
+        raise ConfigError(f"train.evals_per_epoch={cfg.train.evals_per_epoch}; allowed: an integer >= 1")
+    resource = cfg.pruner.get("min_resource")
+    if cfg.train.evals_per_epoch > 1 and isinstance(resource, int) and resource <= s.epochs.high:
+        raise ConfigError(f"pruner.min_resource={resource} with train.evals_per_epoch={cfg.train.evals_per_epoch}: "
+                          "steps are then training samples, not epochs; allowed: a number of training samples "
+                          "(about the training set's size / evals_per_epoch), with pruner.max_resource=auto or samples")
+    if cfg.train.eval_subset is not None and cfg.train.eval_subset < 1:
+        raise ConfigError(f"train.eval_subset={cfg.train.eval_subset}; allowed: null (the whole split) or an "
+                          "integer >= 1")
     validate_metrics(cfg.task, st)
     if st.artifacts is not None:
         from sweeper.results.artifacts import check_store

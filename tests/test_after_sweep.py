@@ -27,6 +27,8 @@ def test_multirun_summary_retrain_and_the_dashboard(tmp_path, glue_dir):
         study = load(storage, row["study"])
         assert int(row["complete"]) + int(row["pruned"]) == 3 and float(row["best"]) == study.best_value
         assert float(row["train_minutes"]) > 0 and row["best_lr"] == str(study.best_params["lr"])
+        assert int(row["train_samples_complete"]) == 64 * sum(t.params["epochs"] for t in study.trials
+                                                               if t.state.name == "COMPLETE")
         assert study.metric_names == [row["objective"]]
         for name in ("best-model/model.safetensors", "best.yaml", "report.html", "trials.csv"):
             assert (tmp_path / row["study"] / name).is_file(), name
@@ -36,6 +38,7 @@ def test_multirun_summary_retrain_and_the_dashboard(tmp_path, glue_dir):
     study = load(storage, "sst2-tiny")
     attrs = study.user_attrs["retrain"]
     assert attrs["trial"] == study.best_trial.number and attrs["seeds"] == [42, 43]
+    assert attrs["train_samples"] == 2 * 64 * study.best_params["epochs"]  # both seeds' training, for the summary
     # Seed 42 is the trial's own: the same data, template, seed and parameters give the same value.
     assert attrs["values"][0] == pytest.approx(study.best_value, abs=1e-9)
     assert f"over 2 seeds {attrs['mean']:.4f} +- {attrs['std']:.4f}" in retrain.stdout

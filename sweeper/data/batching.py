@@ -66,3 +66,15 @@ def eval_dataloader(split, lengths, collate, eval_batch_size: int, group_by_leng
     order = np.argsort(-lengths, kind="stable") if group_by_length else np.arange(len(split))
     return DataLoader(split, collate_fn=collate, batch_size=eval_batch_size, sampler=order.tolist())
 
+
+
+def get_subset_eval_dataloader(data, size: int | None, seed: int, eval_batch_size: int, group_by_length: bool,
+                               pad_to_multiple_of: int | None) -> DataLoader | None:
+    """The evaluations within an epoch: a fixed seeded subset of `size` evaluation examples, the same for every
+    trial of a study; None when the split is no larger (then they use the whole split)."""
+    if size is None or size >= len(data.eval):
+        return None
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(data.eval))[:size])
+    collate = DataCollatorWithPadding(data.tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+    return eval_dataloader(data.eval.select(chosen), data.eval_lengths[chosen], collate, eval_batch_size,
+                           group_by_length)

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeper.results.artifacts import artifact_dir, attach_report
-from sweeper.study import faults
+from sweeper.study import budget, faults
 from sweeper.study.definition import write_csv
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
     log.info("study %s: %d complete, %d pruned, %d failed%s (study.n_trials=%d finished wanted)", study_cfg.name,
              n[TrialState.COMPLETE], n[TrialState.PRUNED], n[TrialState.FAIL], why if n[TrialState.FAIL] else "",
              study_cfg.n_trials)
+    log.info("compute: %s", budget.describe(study))
     best = None
     multi = len(study.directions) > 1
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +183,8 @@ def header(study) -> str:
             ("data", ", ".join(sizes) or "not recorded"),
             ("objective", ", ".join(f"{m} ({d.name.lower()})" for m, d in zip(names, study.directions, strict=True))),
             ("trials", f"{n[TrialState.COMPLETE]} complete, {n[TrialState.PRUNED]} pruned, "
-                       f"{n[TrialState.FAIL]} failed")]
+                       f"{n[TrialState.FAIL]} failed"),
+            ("compute", budget.describe(study))]
     if n[TrialState.COMPLETE] and len(study.directions) == 1:
         best = study.best_trial
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())

@@ -62,7 +62,8 @@ def run_retrain(cfg) -> float:
         history = objective.fit(hp, seed, on_epoch_end=lambda epoch, metrics: None,
                                 on_train_end=lambda model: trained.update(model=model))
         row = {"seed": seed, **{m: history[-1][m] for m in cfg.task.metrics},
-               "train_seconds": sum(h["train_seconds"] for h in history)}
+               "train_seconds": sum(h["train_seconds"] for h in history),
+               "train_samples": history[-1].get("train_samples", 0)}  # what this seed trained, for the compute spent
         if not rows or all(improves(objective_name, row[objective_name], r[objective_name]) for r in rows):
             export(trained["model"], objective.data.tokenizer, labels, out / "best-model",
                    {"study": cfg.study.name, "trial": best.number, "seed": seed, "value": row[objective_name]})
@@ -72,6 +73,7 @@ def run_retrain(cfg) -> float:
     values = [r[objective_name] for r in rows]
     result = {"trial": best.number, "trial_value": best.value, "seeds": [r["seed"] for r in rows], "values": values,
               "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+              "train_samples": sum(r["train_samples"] for r in rows),  # the compute spent (sweeper/study/budget.py)
               "best_model": str((out / "best-model").resolve())}
     model = AutoModelForSequenceClassification.from_pretrained(out / "best-model")  # what a user loads
     result["predictions"] = str(write_predictions(cfg, model, objective.data.tokenizer, out).resolve())

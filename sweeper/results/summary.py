@@ -10,6 +10,7 @@ from hydra.experimental.callback import Callback
 from optuna.trial import TrialState
 
 from sweeper.results.report import replace_whole
+from sweeper.study import budget
 
 
 def study_row(study) -> dict:
@@ -30,6 +31,7 @@ def study_row(study) -> dict:
     # Wall time of every trial that ran here, failed ones included: what the study cost.
     row["train_minutes"] = round(sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
                                      if t.datetime_complete and t.datetime_start) / 60, 2)
+    row.update(budget.columns(study))  # training samples by trial state, evaluation, retrain, epochs spent
     if "retrain" in attrs:
         row.update({"retrain_mean": attrs["retrain"]["mean"], "retrain_std": attrs["retrain"]["std"]})
     return row

@@ -129,7 +129,8 @@ def follow(cfg) -> None:
         hp, resume, number = job
         try:
             objective.fit(hp, cfg.seed, follow_decision, checkpoint=checkpoints.trial_dir(objective.checkpoint_root,
-                                                                                         number), resume=resume)
+                                                                                         number), resume=resume,
+                          on_evaluate=follow_decision)  # rank 0 decides within epochs too
         except optuna.TrialPruned:
             pass
         except Exception as e:

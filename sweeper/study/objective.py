@@ -11,12 +11,12 @@ import torch
 from hydra.utils import instantiate
 from optuna.trial import TrialState
 
-from sweeper.data.batching import get_dataloaders, get_extra_eval_dataloaders
+from sweeper.data.batching import get_dataloaders, get_extra_eval_dataloaders, get_subset_eval_dataloader
 from sweeper.data.dataset import load_task
 from sweeper.results.artifacts import attach_best_model
 from sweeper.results.export import export_if_better
 from sweeper.scale import distributed
-from sweeper.study import faults
+from sweeper.study import budget, faults, steps
 from sweeper.study.pruning import TRIVIAL
 from sweeper.train import checkpoints
 from sweeper.train.loop import Hparams, pad_multiple, resolve_precision, train
@@ -44,7 +44,7 @@ def report_epoch(trial: optuna.Trial, objective: str, epoch: int, metrics: dict)
         return
     trial.report(metrics[objective], epoch)
     if trial.should_prune():
-        raise optuna.TrialPruned(f"{objective}={metrics[objective]:.4f} at epoch {epoch}")
+        raise optuna.TrialPruned(f"{objective}={metrics[objective]:.4f} at epoch {metrics.get('epoch', epoch)}")
 
 
 class Objective:
@@ -101,10 +101,15 @@ class Objective:
         hp = suggest(trial, cfg.search)
         if self.trivial is not None:
             trial.set_user_attr(TRIVIAL, self.trivial)
+        k, train_size = cfg.train.evals_per_epoch, len(self.data.train)
+        if k > 1:
+            trial.set_user_attr(steps.STEP_UNIT, steps.SAMPLES)
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
         retried = frozen.system_attrs.get("retry_history", [])
         resume = checkpoints.claim(self.checkpoint_root, trial.number, retried) if retried else None
         resumed = checkpoints.read_progress(resume)["history"] if resume is not None else []
+        if retried:  # Optuna's retry copies the predecessor's user attributes: count only this run's compute
+            budget.reset(trial)
         if resumed:
             self.restore_reports(trial, frozen, resumed)
         log.info("trial %d: lr=%.3g epochs=%d batch_size=%d%s", trial.number, hp.lr, hp.epochs,
@@ -115,19 +120,24 @@ class Objective:
 
         def on_epoch_end(epoch: int, metrics: dict) -> None:
             last.update(metrics)
-            distributed.decide(report_epoch, trial, objective, epoch, metrics)  # the other ranks prune too
+            step = steps.epoch_end_step(epoch, k, train_size)
+            distributed.decide(report_epoch, trial, objective, step, metrics)  # the other ranks prune too
+
+        def on_evaluate(step: int, metrics: dict) -> None:  # within an epoch (train.evals_per_epoch > 1)
+            distributed.decide(steps.report_within_epoch, trial, objective, step, metrics)
 
         # A multi-objective study has a Pareto front, not one best model to export.
         export = (lambda model: self.export_best(trial, model, last[objective])) if len(self.objectives) == 1 else None
         distributed.share((hp, resume, trial.number))  # the other ranks train it too (distributed.follow)
         with trial_run(cfg.train.report_to, cfg.out_dir, cfg.study.name, trial.number, trial.params,
                        pruned=optuna.TrialPruned) as on_log:  # one tracker run per trial (train.report_to)
-            history = self.fit(hp, cfg.seed, on_epoch_end, on_train_end=export, on_log=on_log,
+            history = self.fit(hp, cfg.seed, on_epoch_end, on_train_end=export, on_log=on_log, on_evaluate=on_evaluate,
                                checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number), resume=resume)
         values = [history[-1][name] for name in self.objectives]
         return values[0] if len(values) == 1 else values
 
-    def fit(self, hp: Hparams, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None, on_log=None):
+    def fit(self, hp: Hparams, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None, on_log=None,
+            on_evaluate=None):
         """One training run on the study's data and template: a trial's, or a retrain seed's. hp.batch_size is
         the global batch: each of a data-parallel trial's processes takes its share (sweeper/scale/distributed.py)."""
         cfg = self.cfg
@@ -143,7 +153,11 @@ class Objective:
             metric_names=list(cfg.task.metrics), seed=seed, on_epoch_end=on_epoch_end,
             checkpoint=checkpoint, resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
             cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile, on_train_end=on_train_end,
-            regression=cfg.task.num_labels == 1, extra_eval=extra_eval, on_log=on_log)
+            regression=cfg.task.num_labels == 1, extra_eval=extra_eval, on_log=on_log,
+            evals_per_epoch=cfg.train.evals_per_epoch, on_evaluate=on_evaluate,
+            subset_dl=get_subset_eval_dataloader(self.data, cfg.train.eval_subset, cfg.seed, cfg.train.eval_batch_size,
+                                                 cfg.train.group_by_length, pad_multiple(self.precision))
+            if on_evaluate is not None and cfg.train.evals_per_epoch > 1 else None)
 
     def export_best(self, trial: optuna.Trial, model, value: float) -> None:
         """Export the trial's model if it beats the one exported so far. That one counts only while its
@@ -167,6 +181,7 @@ class Objective:
         """A resumed trial holds the intermediate values its predecessor reported (inherited by the
         retry); report those the checkpoint has and the predecessor died before reporting."""
         for metrics in history if len(self.objectives) == 1 else []:
-            if metrics["epoch"] not in frozen.intermediate_values:
-                trial.report(metrics[self.objectives[0]], metrics["epoch"])
+            step = steps.epoch_end_step(metrics["epoch"], self.cfg.train.evals_per_epoch, len(self.data.train))
+            if step not in frozen.intermediate_values:
+                trial.report(metrics[self.objectives[0]], step)
         trial.set_user_attr("resumed_at_epoch", len(history))

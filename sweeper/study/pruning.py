@@ -9,6 +9,8 @@ after its first epoch. Two things made those decisions uninformative, and this p
 - the linear schedule decays over each trial's own epochs, so epoch 0 of a 1-epoch trial (lr decayed
   to zero) and of a 3-epoch trial (lr still at two thirds) are different fidelities: a trial is compared
   only with trials of the same number of epochs, at the same epoch.
+With train.evals_per_epoch > 1 steps are training samples seen: a trial is compared with same-epochs peers that
+trained at least as far, at their last report up to its step, and only with trials of the same step unit.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 TRIVIAL = "trivial_value"  # the trial user attribute the objective sets
+STEP_UNIT = "step_unit"  # absent: steps are epochs; train_samples: within-epoch reports (sweeper/study/steps.py)
 
 
 class PlateauMedianPruner(optuna.pruners.BasePruner):
@@ -38,11 +41,18 @@ class PlateauMedianPruner(optuna.pruners.BasePruner):
         trivial = trial.user_attrs.get(TRIVIAL)
         if trivial is not None and value <= trivial + self.plateau_margin:
             return False
-        epochs = trial.params.get("epochs")
-        peers = [t.intermediate_values[step]
+        epochs, unit = trial.params.get("epochs"), trial.user_attrs.get(STEP_UNIT)
+        peers = [value_at(t, step)
                  for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-                 if t.params.get("epochs") == epochs and step in t.intermediate_values]
+                 if t.params.get("epochs") == epochs and t.user_attrs.get(STEP_UNIT) == unit
+                 and t.last_step is not None and t.last_step >= step]
         if len(peers) < self.n_startup_trials:
             return False
         median = statistics.median(peers)
         return value < median if study.direction == optuna.study.StudyDirection.MAXIMIZE else value > median
+
+
+def value_at(trial: FrozenTrial, step: int) -> float:
+    """A peer's value at `step`, or at its last report before it: trials of other batch sizes report within an
+    epoch at other sample counts (train.evals_per_epoch > 1). Epoch steps are reported by every peer that got there."""
+    return trial.intermediate_values[max(s for s in trial.intermediate_values if s <= step)]

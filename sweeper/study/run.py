@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
 from sweeper.results.report import summarize
-from sweeper.study import faults
+from sweeper.study import budget, faults
 from sweeper.study.definition import defined_study
 from sweeper.study.lock import study_lock
 from sweeper.study.progress import Watch, record_worker
@@ -90,9 +90,12 @@ def run_study(cfg) -> float | None:
     study = load_study(storage, cfg)
     study_dir = Path(cfg.out_dir) / cfg.study.name
     finished = count(study.get_trials(deepcopy=False), FINISHED)
+    spent = budget.reached(study, cfg.study, study.user_attrs.get("train_size"))
     if finished >= cfg.study.n_trials:
         log.info("study %s is complete: %d finished trials (study.n_trials=%d); nothing to run",
                  cfg.study.name, finished, cfg.study.n_trials)
+    elif spent:
+        log.info("study %s: %s; nothing to run (a larger budget resumes it)", cfg.study.name, spent)
     else:
         run_missing(study, cfg, study_dir)
     with disk.writing(study_dir, 0, "the summary"):  # a full disk here too ends in one line, exit 4
@@ -153,6 +156,10 @@ def run_until_done(study: optuna.Study, objective, cfg, checkpoint_root: Path, c
     while True:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued for retry
         if count(study.get_trials(deepcopy=False), FINISHED) >= target:
+            return
+        spent = budget.reached(study, cfg.study, study.user_attrs.get("train_size"))  # set by describe
+        if spent:  # checked before each trial starts: one that started under budget runs to its end
+            log.info("study %s: %s; no more trials start", cfg.study.name, spent)
             return
         # Room for one more checkpoint beside the study's, before a trial starts: a disk still full
         # stops here, without failing (and using up a retry of) a trial.

@@ -74,12 +74,17 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
           checkpoint: Path | None = None, resume: Path | None = None, log_every: int = 50,
           progress: bool = True, cpu_fastpath: bool = True, compile_model: bool = False,
           on_train_end: Callable[[torch.nn.Module], None] | None = None, regression: bool = False,
-          extra_eval: dict | None = None, on_log: Callable[[dict, int], None] | None = None) -> list[dict]:
+          extra_eval: dict | None = None, on_log: Callable[[dict, int], None] | None = None,
+          evals_per_epoch: int = 1, on_evaluate: Callable[[int, dict], None] | None = None,
+          subset_dl=None) -> list[dict]:
     """Train `model` for hp.epochs and return the per-epoch metrics. With `checkpoint`, the state after
     each epoch is saved under it; with `resume`, training continues from that saved state. `extra_eval`
     ({split: dataloader}) is evaluated too, its metrics named <split>_<metric>. After the last epoch, the
     main process hands the trained (unwrapped) model to `on_train_end`, e.g. to export it, and passes the loss
-    at each read-back and every epoch's metrics to `on_log(values, step)`, step = training samples seen."""
+    at each read-back and every epoch's metrics to `on_log(values, step)`, step = training samples seen. Each
+    epoch's metrics include `train_samples` and `evaluated_samples`: what this call computed so far. With
+    `on_evaluate` and evals_per_epoch k > 1, the model is also evaluated on `subset_dl` (default: eval_dl) k - 1
+    times within each epoch, at evenly spaced steps, and `on_evaluate(samples seen, metrics)` called."""
     accelerator = get_accelerator(precision)
     set_seed(seed)
     sampler = train_dl.batch_sampler  # kept: prepare() may wrap it, set_epoch must reach it
@@ -94,8 +99,11 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
     model, optimizer, train_dl, eval_dl, scheduler = accelerator.prepare(
         model, optimizer, train_dl, eval_dl, scheduler)
     extra_eval = {split: accelerator.prepare(dl) for split, dl in (extra_eval or {}).items()}
+    subset_dl = eval_dl if subset_dl is None else accelerator.prepare(subset_dl)
     on_log = on_log if accelerator.is_main_process else None
     epoch_samples = len(train_dl.dataset)  # the whole training set, however many processes share it
+    # What this call computed (a resumed run: since its checkpoint), for a compute budget (sweeper/study/budget.py).
+    spent = {"train_samples": 0, "evaluated_samples": 0}
     try:
         history, start = [], 0
         if resume is not None:
@@ -106,15 +114,29 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
         for epoch in range(start, hp.epochs):
             train_dl.set_epoch(epoch)  # Accelerate re-sets the sampler's epoch from its own counter,
             sampler.set_epoch(epoch)   # which restarts at 0 on resume; ours may sit under a shard
+            trained = spent["train_samples"]
+
+            def within(samples: int, epoch=epoch, trained=trained) -> None:
+                """An evaluation within the epoch, `samples` into it (all processes): on the subset."""
+                metrics = evaluate(accelerator, model, subset_dl, metric_names, regression)
+                model.train()
+                spent.update(train_samples=trained + samples,
+                             evaluated_samples=spent["evaluated_samples"] + metrics["eval_samples"])
+                on_evaluate(epoch * epoch_samples + samples, {**metrics, **spent, "epoch": epoch})
+
+            at = within_epoch_steps(len(train_dl), evals_per_epoch) if on_evaluate is not None else set()
             stats = train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress,
-                                on_log, epoch * epoch_samples)
+                                on_log, epoch * epoch_samples, at, within)
+            spent["train_samples"] = trained + epoch_samples
             metrics = evaluate(accelerator, model, eval_dl, metric_names, regression)
+            spent["evaluated_samples"] += metrics["eval_samples"]
             for split, dl in extra_eval.items():
                 extra = evaluate(accelerator, model, dl, metric_names, regression)
                 metrics.update({f"{split}_{m}": extra[m] for m in metric_names})
+                spent["evaluated_samples"] += extra["eval_samples"]
             stats["total_train_seconds"] = stats["train_seconds"] + (
                 history[-1].get("total_train_seconds", 0.0) if history else 0.0)
-            metrics = {**metrics, **stats, "epoch": epoch}
+            metrics = {**metrics, **stats, **spent, "epoch": epoch}
             history.append(metrics)
             if checkpoint is not None:
                 save_checkpoint(accelerator, checkpoint, history, checkpoints.estimate(checkpoint, model))
@@ -128,8 +150,14 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
         accelerator.free_memory()
 
 
+def within_epoch_steps(n_batches: int, evals_per_epoch: int) -> set[int]:
+    """The batch counts after which to evaluate within an epoch: k - 1 evenly spaced ones (the k-th is the
+    epoch's end)."""
+    return {round(j * n_batches / evals_per_epoch) for j in range(1, evals_per_epoch)} - {0, n_batches}
+
+
 def train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress,
-                on_log=None, seen: int = 0) -> dict:
+                on_log=None, seen: int = 0, at: set[int] = frozenset(), within=None) -> dict:
     model.train()
     loss_sum = torch.zeros((), device=accelerator.device)
     real_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)
@@ -138,7 +166,7 @@ def train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_e
     # disable=None: no bar where stderr is not a terminal (a file would get a line of carriage returns).
     bar = tqdm(train_dl, desc=f"epoch {epoch}", leave=False,
                disable=None if progress and accelerator.is_local_main_process else True)
-    start = time.perf_counter()
+    start, paused = time.perf_counter(), 0.0  # paused: evaluations within the epoch, not training time
     for step, batch in enumerate(bar, 1):
         loss = model(**batch).loss
         accelerator.backward(loss)
@@ -157,7 +185,11 @@ def train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_e
                 on_log({"train/loss": (mean * step - logged[0]) / (step - logged[1])},
                        seen + samples * accelerator.num_processes)
                 logged = (mean * step, step)
-    seconds = time.perf_counter() - start
+        if step in at:
+            began = time.perf_counter()
+            within(samples * accelerator.num_processes)
+            paused += time.perf_counter() - began
+    seconds = time.perf_counter() - start - paused
     mean_loss = check_finite(loss_sum / max(step, 1), epoch, step)
     return {"loss": mean_loss, "train_seconds": seconds, "samples_per_s": samples / seconds,
             "padded_fraction": 1 - real_tokens.item() / max(tokens, 1)}

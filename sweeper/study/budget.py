@@ -1,0 +1,94 @@
+"""A study's budget in compute: what its trials (and re-validation runs) have spent, read from storage, and
+whether study.budget_epochs / study.budget_minutes is reached. Knows trials' records, nothing of tensors."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from optuna.trial import TrialState
+
+TRAIN = "train_samples"  # user attributes the loop's metrics set at each report (sweeper/train/loop.py)
+EVALUATED = "evaluated_samples"
+# An evaluated sample costs a forward pass, a trained one forward and backward: about 2N against 6N FLOPs
+# per token for N parameters, so evaluation counts a third of a training sample against budget_epochs.
+EVAL_WEIGHT = 1 / 3
+STATES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
+          TrialState.RUNNING: "running"}
+
+
+@dataclass
+class Spent:
+    """Training samples by trial state, evaluated samples, trial minutes, and a retrain's samples."""
+    train: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES.values(), 0))
+    evaluated: int = 0
+    minutes: float = 0.0
+    retrain: int = 0
+
+    @property
+    def samples(self) -> float:
+        """Training-sample equivalents the budget counts: every trial's training and evaluation."""
+        return sum(self.train.values()) + EVAL_WEIGHT * self.evaluated
+
+
+def spent(study, now: datetime | None = None) -> Spent:
+    """Sum over all of the study's trials, from their stored attributes: a pruned or failed trial counts what
+    it trained up to its last report, a retry only what it trained itself (the loop counts from its checkpoint),
+    a running trial (another worker's) what it has reported and its minutes so far."""
+    out, now = Spent(), now or datetime.now()
+    for t in study.get_trials(deepcopy=False):
+        state = STATES.get(t.state)
+        if state is None:  # waiting (queued) trials have spent nothing
+            continue
+        out.train[state] += int(t.user_attrs.get(TRAIN, 0))
+        out.evaluated += int(t.user_attrs.get(EVALUATED, 0))
+        if t.datetime_start is not None:
+            out.minutes += ((t.datetime_complete or now) - t.datetime_start).total_seconds() / 60
+    retrain = study.user_attrs.get("retrain")
+    out.retrain = int(retrain.get(TRAIN, 0)) if isinstance(retrain, dict) else 0
+    return out
+
+
+def reset(trial) -> None:
+    """A retry starts from zero: what its predecessor computed is counted on the predecessor."""
+    for name in (TRAIN, EVALUATED):
+        trial.set_user_attr(name, 0)
+
+
+def reached(study, study_cfg, train_size: int | None) -> str | None:
+    """Why the study's budget is spent (a line for the log), or None while some is left or none is set."""
+    epochs, minutes = study_cfg.get("budget_epochs"), study_cfg.get("budget_minutes")
+    if epochs is None and minutes is None:
+        return None
+    used = spent(study)
+    if epochs is not None and train_size and used.samples >= epochs * train_size:
+        return (f"study.budget_epochs={epochs:g} is spent: {used.samples / train_size:.2f} epochs of the "
+                f"{train_size:,}-example training set")
+    if minutes is not None and used.minutes >= minutes:
+        return f"study.budget_minutes={minutes:g} is spent: {used.minutes:.1f} trial minutes"
+    return None
+
+
+def describe(study, train_size: int | None = None) -> str:
+    """One line: training samples by trial state (and in epochs of the training set), evaluation, retrain,
+    trial minutes."""
+    used = spent(study)
+    train_size = train_size or study.user_attrs.get("train_size")
+
+    def amount(n: float) -> str:
+        return f"{n:,.0f}" + (f" ({n / train_size:.2f} ep)" if isinstance(train_size, int) and train_size else "")
+
+    parts = [f"{amount(n)} {state}" for state, n in used.train.items() if n or state != "running"]
+    line = (f"trained {amount(sum(used.train.values()))} samples ({', '.join(parts)}), evaluated "
+            f"{used.evaluated:,}; budget counts {amount(used.samples)}; {used.minutes:.1f} trial minutes")
+    return line + (f"; re-validation (mode=retrain) trained {amount(used.retrain)}" if used.retrain else "")
+
+
+def columns(study) -> dict[str, float]:
+    """The compute columns of summary.csv."""
+    used = spent(study)
+    train_size = study.user_attrs.get("train_size")
+    row = {f"train_samples_{state}": n for state, n in used.train.items() if state != "running"}
+    row.update({"evaluated_samples": used.evaluated, "retrain_train_samples": used.retrain})
+    if isinstance(train_size, int) and train_size:
+        row["budget_epochs_spent"] = round(used.samples / train_size, 3)
+    return row
