@@ -7,13 +7,15 @@ import sys
 import warnings
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sweeper.config import CONF_DIR, ConfigError, choices, register, validate
 from sweeper.data import source
+from sweeper.usage import config_groups
 
 GROUPS = ("task", "model", "optimizer", "search", "pruner")
 register()
+OmegaConf.register_new_resolver("sweeper_groups", config_groups, replace=True)  # --help (conf/hydra/help)
 # conf/config.yaml adds ./outputs to Hydra's search path (for `+<study>=best`); before a first sweep, or
 # from another directory, it does not exist yet, which is normal and not worth a warning on every run.
 warnings.filterwarnings("ignore", message="provider=hydra.searchpath in main, path=outputs is not available")
@@ -30,6 +32,14 @@ def check(cfg, launcher: str = "") -> None:
     if cfg.mode.value == "status":
         return  # reads the storage only, and says itself what is wrong with it (sweeper/results/status.py)
     validate(cfg)
+    if cfg.study.artifacts is not None:
+        from sweeper.results.artifacts import check_store
+
+        check_store(cfg.study.artifacts)
+    if cfg.train.report_to:
+        from sweeper.train.tracking import check_trackers
+
+        check_trackers(list(cfg.train.report_to))
     check_world(cfg)
     check_launcher(launcher, cfg.study.storage)
     if cfg.train.precision.value == "fp16":

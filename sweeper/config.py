@@ -182,9 +182,8 @@ class Config:
 
 
 def register() -> None:
-    """Put the schemas in Hydra's ConfigStore and the `${minilm_path:}`, `${sweeper_groups:}` resolvers in OmegaConf."""
+    """Put the schemas in Hydra's ConfigStore and the `${minilm_path:}` resolver in OmegaConf."""
     OmegaConf.register_new_resolver("minilm_path", _minilm_path, replace=True)
-    OmegaConf.register_new_resolver("sweeper_groups", _config_groups, replace=True)  # for --help
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     cs.store(group="task", name="task_schema", node=TaskConfig)
@@ -192,11 +191,6 @@ def register() -> None:
     cs.store(group="optimizer", name="optimizer_schema", node=OptimizerConfig)
     cs.store(group="search", name="search_schema", node=SearchConfig)
 
-
-def _config_groups() -> str:
-    from sweeper.usage import config_groups
-
-    return config_groups()
 
 
 def _minilm_path() -> str:
@@ -258,10 +252,6 @@ def validate(cfg) -> None:
         raise ConfigError(f"train.eval_subset={cfg.train.eval_subset}; allowed: null (the whole split) or an "
                           "integer >= 1")
     validate_metrics(cfg.task, st)
-    if st.artifacts is not None:
-        from sweeper.results.artifacts import check_store
-
-        check_store(st.artifacts)
     for key in ("max_train_samples", "max_eval_samples"):
         n = cfg.task[key]
         if n is not None and n < 1:
@@ -278,10 +268,6 @@ def validate(cfg) -> None:
         raise ConfigError(f"worker={worker}; need an integer >= 0, e.g. -m +worker='range(4)'")
     if cfg.train.eval_batch_size < 1 or cfg.train.log_every < 1:
         raise ConfigError("train.eval_batch_size and train.log_every must be >= 1")
-    if cfg.train.report_to:
-        from sweeper.train.tracking import check_trackers
-
-        check_trackers(list(cfg.train.report_to))
 
 
 def validate_metrics(task, study) -> None:
