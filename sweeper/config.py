@@ -31,6 +31,8 @@ class TaskConfig:
     label_column: str = "label"
     max_train_samples: int | None = None  # null = all
     max_eval_samples: int | None = None
+    selection_size: float | None = None  # null = the search selects on eval_split; < 1 a share, >= 1 a count of
+    #   the training examples held out for the search to select on (sweeper/data/dataset.py, README)
     max_length: int | None = None  # truncation; null = the tokenizer's limit
     label_names: list[str] = field(default_factory=list)  # id2label of exported models, and the ids of labels
     #   given as names; [] = the training split's names sorted, or LABEL_0, ... for integer labels
@@ -151,6 +153,13 @@ class RetrainConfig:
 
 
 @dataclass
+class VerdictConfig:
+    top: int = 0  # configurations retrained and scored on the unseen eval_split; 0 = no verdict
+    seeds: int = 3
+    share: float = 0.25  # of study.budget_*: the search stops when the rest is spent
+
+
+@dataclass
 class TrainConfig:
     precision: Precision = MISSING
     group_by_length: bool = MISSING
@@ -178,6 +187,7 @@ class Config:
     out_dir: str = MISSING
     mode: Mode = MISSING
     retrain: RetrainConfig = MISSING
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
     seed: int = MISSING
 
 
@@ -256,6 +266,7 @@ def validate(cfg) -> None:
         n = cfg.task[key]
         if n is not None and n < 1:
             raise ConfigError(f"task.{key}={n}; need null (all) or an integer >= 1")
+    validate_verdict(cfg)
     if cfg.pruner.get("_target_") not in PRUNERS:
         raise ConfigError(f"pruner._target_={cfg.pruner.get('_target_')}; allowed: {sorted(PRUNERS)}")
     if cfg.retrain.seeds < 1:
@@ -268,6 +279,27 @@ def validate(cfg) -> None:
         raise ConfigError(f"worker={worker}; need an integer >= 0, e.g. -m +worker='range(4)'")
     if cfg.train.eval_batch_size < 1 or cfg.train.log_every < 1:
         raise ConfigError("train.eval_batch_size and train.log_every must be >= 1")
+
+
+def validate_verdict(cfg) -> None:
+    """A selection split of a size the training set can give, and a verdict only where the search never saw
+    the data it scores on (sweeper/results/verdict.py)."""
+    n, v = cfg.task.get("selection_size"), cfg.get("verdict")
+    if n is not None and not (0 < n < 1 or (n >= 1 and n == int(n))):
+        raise ConfigError(f"task.selection_size={n}; allowed: null (select on {cfg.task.eval_split}), a share "
+                          "of the training set in (0, 1), or a count of training examples >= 1")
+    if v is None or not v.top:
+        return
+    if v.top < 0 or v.seeds < 1 or not 0 <= v.share < 1:
+        raise ConfigError(f"verdict.top={v.top} seeds={v.seeds} share={v.share}; allowed: top >= 0 (0 = off), "
+                          "seeds >= 1, 0 <= share < 1")
+    if n is None:
+        raise ConfigError(f"verdict.top={v.top} without a selection split: the verdict would score on "
+                          f"{cfg.task.eval_split}, the split the search selected on; allowed: verdict.top=0, or "
+                          "task.selection_size set (e.g. 0.2)")
+    if len(cfg.study.objectives) > 1:
+        raise ConfigError(f"verdict.top={v.top} with study.objectives={list(cfg.study.objectives)}: a Pareto "
+                          "front has no top configurations; allowed: verdict.top=0, or one objective")
 
 
 def validate_metrics(task, study) -> None:

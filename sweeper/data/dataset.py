@@ -26,6 +26,9 @@ class TaskData:
     tokenizer: transformers.PreTrainedTokenizerBase
     extra_evals: dict = field(default_factory=dict)  # split -> (tokenized split, lengths): task.extra_eval_splits
     label_names: list[str] = field(default_factory=list)  # the exported model's id2label (labels.exported)
+    # With task.selection_size: eval is the part of the training split held out for the search to select on,
+    # and unseen the task's eval_split (with its lengths), which only the verdict scores on.
+    unseen: tuple | None = None
 
 
 def load_subsampled(task, data_dir: str | None, seed: int) -> dict:
@@ -54,6 +57,19 @@ def unlabelled(split, task):
         split = split.remove_columns([c for c in [column] if c in split.column_names])
         split = split.add_column(column, [-1.0 if task.num_labels == 1 else -1] * len(split))
     return split if "idx" in split.column_names else split.add_column("idx", list(range(len(split))))
+
+
+def hold_out(split, size: float, seed: int) -> tuple:
+    """(rest, held out): a seeded share (size < 1) or count of the split's examples held out, disjoint from
+    the rest; the same for every trial, run and worker of a study."""
+    n = round(size * len(split)) if size < 1 else int(size)
+    if not 1 <= n < len(split):
+        from sweeper.config import ConfigError
+
+        raise ConfigError(f"task.selection_size={size:g}: {n} of {len(split)} training examples; allowed: at least "
+                          "one held out and one left to train on")
+    order = np.random.default_rng([seed, 1]).permutation(len(split))  # a stream of its own, not the subsample's
+    return split.select(np.sort(order[n:])), split.select(np.sort(order[:n]))
 
 
 def subsample(split, n: int | None, seed: int):
@@ -86,15 +102,24 @@ def load_task(task, tokenizer_path: str, data_dir: str | None, seed: int) -> Tas
     datasets.disable_progress_bars()
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     raw = load_subsampled(task, data_dir, seed)
+    label_names = labels.exported(task, raw[task.train_split])  # of the whole training split, as without a selection
+    selection = task.get("selection_size")
+    if selection is not None:
+        raw["unseen"] = raw[task.eval_split]
+        raw[task.train_split], raw[task.eval_split] = hold_out(raw[task.train_split], selection, seed)
     tokenized = {split: tokenize(d, tokenizer, task.text_columns, task.max_length, task.label_column,
                                  task.num_labels == 1)
                  for split, d in raw.items()}
     train, evaluation = tokenized[task.train_split], tokenized[task.eval_split]
     extras = {s: tokenized[s] for s in task.extra_eval_splits}
-    log.info("%s: %d train / %d eval examples tokenized%s", task.name, len(train), len(evaluation),
-             "".join(f", {len(d)} {s}" for s, d in extras.items()))
+    unseen = tokenized.get("unseen")
+    log.info("%s: %d train / %d %s examples tokenized%s%s", task.name, len(train), len(evaluation),
+             "held-out training (selection)" if unseen is not None else "eval",
+             "".join(f", {len(d)} {s}" for s, d in extras.items()),
+             f", {len(unseen)} {task.eval_split} kept for the verdict" if unseen is not None else "")
     return TaskData(train, evaluation, token_lengths(train), token_lengths(evaluation), tokenizer,
-                    {s: (d, token_lengths(d)) for s, d in extras.items()}, labels.exported(task, raw[task.train_split]))
+                    {s: (d, token_lengths(d)) for s, d in extras.items()}, label_names,
+                    None if unseen is None else (unseen, token_lengths(unseen)))
 
 
 def token_lengths(split) -> np.ndarray:

@@ -98,6 +98,7 @@ def best_overrides(cfg, params: dict) -> list[str]:
     return [f"task={task.name}", f"model={cfg.model.name}", f"optimizer={cfg.optimizer.name}",
             f"task.max_train_samples={null(task.max_train_samples)}",
             f"task.max_eval_samples={null(task.max_eval_samples)}", f"seed={cfg.seed}",
+            *([f"task.selection_size={task.selection_size:g}"] if task.get("selection_size") is not None else []),
             f"search.lr.low={params['lr']!r}", f"search.lr.high={params['lr']!r}",
             f"search.epochs.low={params['epochs']}", f"search.epochs.high={params['epochs']}",
             f"search.batch_size=[{params['batch_size']}]", "search.enqueue_reference=false",

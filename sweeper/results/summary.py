@@ -34,6 +34,10 @@ def study_row(study) -> dict:
     row.update(budget.columns(study))  # training samples by trial state, evaluation, retrain, epochs spent
     if "retrain" in attrs:
         row.update({"retrain_mean": attrs["retrain"]["mean"], "retrain_std": attrs["retrain"]["std"]})
+    if isinstance(attrs.get("verdict"), dict):  # the winner on data the search never saw (sweeper/results/verdict.py)
+        v = attrs["verdict"]
+        row.update({"verdict_mean": v["mean"], "verdict_std": v["std"],
+                    **{f"verdict_{k}": x for k, x in v["winner"].items()}})
     return row
 
 

@@ -23,11 +23,12 @@ class Spent:
     evaluated: int = 0
     minutes: float = 0.0
     retrain: int = 0
+    verdict: int = 0  # the verdict's runs (sweeper/results/verdict.py): inside the budget, unlike a retrain
 
     @property
     def samples(self) -> float:
-        """Training-sample equivalents the budget counts: every trial's training and evaluation."""
-        return sum(self.train.values()) + EVAL_WEIGHT * self.evaluated
+        """Training-sample equivalents the budget counts: every trial's training and evaluation, the verdict's."""
+        return sum(self.train.values()) + EVAL_WEIGHT * self.evaluated + self.verdict
 
 
 def spent(study, now: datetime | None = None) -> Spent:
@@ -45,6 +46,9 @@ def spent(study, now: datetime | None = None) -> Spent:
             out.minutes += ((t.datetime_complete or now) - t.datetime_start).total_seconds() / 60
     retrain = study.user_attrs.get("retrain")
     out.retrain = int(retrain.get(TRAIN, 0)) if isinstance(retrain, dict) else 0
+    runs = study.user_attrs.get("verdict_runs") or {}
+    out.verdict = sum(int(r.get(TRAIN, 0)) for r in runs.values())
+    out.minutes += sum(r.get("train_seconds", 0) for r in runs.values()) / 60
     return out
 
 
@@ -54,17 +58,19 @@ def reset(trial) -> None:
         trial.set_user_attr(name, 0)
 
 
-def reached(study, study_cfg, train_size: int | None) -> str | None:
-    """Why the study's budget is spent (a line for the log), or None while some is left or none is set."""
+def reached(study, study_cfg, train_size: int | None, keep: float = 0.0) -> str | None:
+    """Why the study's budget, less the share `keep` of it kept for the verdict, is spent (a line for the log),
+    or None while some is left or none is set."""
     epochs, minutes = study_cfg.get("budget_epochs"), study_cfg.get("budget_minutes")
     if epochs is None and minutes is None:
         return None
-    used = spent(study)
-    if epochs is not None and train_size and used.samples >= epochs * train_size:
-        return (f"study.budget_epochs={epochs:g} is spent: {used.samples / train_size:.2f} epochs of the "
+    used, left = spent(study), 1 - keep
+    kept = f" less the verdict's share {keep:g}" if keep else ""
+    if epochs is not None and train_size and used.samples >= epochs * left * train_size:
+        return (f"study.budget_epochs={epochs:g}{kept} is spent: {used.samples / train_size:.2f} epochs of the "
                 f"{train_size:,}-example training set")
-    if minutes is not None and used.minutes >= minutes:
-        return f"study.budget_minutes={minutes:g} is spent: {used.minutes:.1f} trial minutes"
+    if minutes is not None and used.minutes >= minutes * left:
+        return f"study.budget_minutes={minutes:g}{kept} is spent: {used.minutes:.1f} trial minutes"
     return None
 
 
@@ -80,6 +86,7 @@ def describe(study, train_size: int | None = None) -> str:
     parts = [f"{amount(n)} {state}" for state, n in used.train.items() if n or state != "running"]
     line = (f"trained {amount(sum(used.train.values()))} samples ({', '.join(parts)}), evaluated "
             f"{used.evaluated:,}; budget counts {amount(used.samples)}; {used.minutes:.1f} trial minutes")
+    line += f"; verdict (re-validation runs, counted) trained {amount(used.verdict)}" if used.verdict else ""
     return line + (f"; re-validation (mode=retrain) trained {amount(used.retrain)}" if used.retrain else "")
 
 
@@ -89,6 +96,8 @@ def columns(study) -> dict[str, float]:
     train_size = study.user_attrs.get("train_size")
     row = {f"train_samples_{state}": n for state, n in used.train.items() if state != "running"}
     row.update({"evaluated_samples": used.evaluated, "retrain_train_samples": used.retrain})
+    if used.verdict:
+        row["verdict_train_samples"] = used.verdict
     if isinstance(train_size, int) and train_size:
         row["budget_epochs_spent"] = round(used.samples / train_size, 3)
     return row

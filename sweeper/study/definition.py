@@ -47,6 +47,8 @@ def definition(cfg) -> dict[str, Any]:
     flat = {}
     for section in ("task", "model", "optimizer"):
         flat.update(flatten(section, plain(cfg[section])))
+    if flat.get("task.selection_size") is None:  # no selection split: the definition studies had before the key
+        flat.pop("task.selection_size", None)
     flat.update(flatten("search", {k: plain(cfg.search[k]) for k in SEARCH_SPACE}))
     flat.update(flatten("pruner", plain(cfg.pruner)))
     flat.update(flatten("train", {k: plain(cfg.train)[k] for k in TRAIN_RESULTS}))

@@ -137,14 +137,15 @@ class Objective:
         return values[0] if len(values) == 1 else values
 
     def fit(self, hp: Hparams, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None, on_log=None,
-            on_evaluate=None):
-        """One training run on the study's data and template: a trial's, or a retrain seed's. hp.batch_size is
-        the global batch: each of a data-parallel trial's processes takes its share (sweeper/scale/distributed.py)."""
-        cfg = self.cfg
+            on_evaluate=None, data=None):
+        """One training run on the study's data (or `data`: the verdict's) and template: a trial's, or a retrain
+        seed's. hp.batch_size is the global batch: each of a data-parallel trial's processes takes its share
+        (sweeper/scale/distributed.py)."""
+        cfg, data = self.cfg, data or self.data
         train_dl, eval_dl = get_dataloaders(
-            self.data, hp.batch_size // distributed.world_size(), cfg.train.eval_batch_size, seed,
+            data, hp.batch_size // distributed.world_size(), cfg.train.eval_batch_size, seed,
             cfg.train.group_by_length, pad_multiple(self.precision))
-        extra_eval = get_extra_eval_dataloaders(self.data, cfg.train.eval_batch_size, cfg.train.group_by_length,
+        extra_eval = get_extra_eval_dataloaders(data, cfg.train.eval_batch_size, cfg.train.group_by_length,
                                                 pad_multiple(self.precision))
         return train(
             fresh_model(self.template), train_dl, eval_dl, hp,

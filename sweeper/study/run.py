@@ -90,7 +90,7 @@ def run_study(cfg) -> float | None:
     study = load_study(storage, cfg)
     study_dir = Path(cfg.out_dir) / cfg.study.name
     finished = count(study.get_trials(deepcopy=False), FINISHED)
-    spent = budget.reached(study, cfg.study, study.user_attrs.get("train_size"))
+    spent = budget.reached(study, cfg.study, study.user_attrs.get("train_size"), verdict_share(cfg))
     if finished >= cfg.study.n_trials:
         log.info("study %s is complete: %d finished trials (study.n_trials=%d); nothing to run",
                  cfg.study.name, finished, cfg.study.n_trials)
@@ -99,7 +99,21 @@ def run_study(cfg) -> float | None:
     else:
         run_missing(study, cfg, study_dir)
     with disk.writing(study_dir, 0, "the summary"):  # a full disk here too ends in one line, exit 4
-        return summarize(study, cfg, study_dir)
+        best = summarize(study, cfg, study_dir)
+    if cfg.verdict.top and count(study.get_trials(deepcopy=False), [TrialState.COMPLETE]):
+        from sweeper.results.verdict import run_verdict
+
+        # Once the search stopped (its target or its budget): an interrupted verdict resumes from its stored runs.
+        verdict = run_verdict(study, cfg, study_dir)
+        if verdict:
+            log.info("%s (per run: %s)", verdict["summary"], study_dir / "verdict.csv")
+            log.info("compute with the verdict: %s", budget.describe(study))
+    return best
+
+
+def verdict_share(cfg) -> float:
+    """The share of study.budget_* kept for the verdict's runs (none without a verdict)."""
+    return cfg.verdict.share if cfg.verdict.top else 0.0
 
 
 def run_missing(study: optuna.Study, cfg, study_dir: Path) -> None:
@@ -157,7 +171,8 @@ def run_until_done(study: optuna.Study, objective, cfg, checkpoint_root: Path, c
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued for retry
         if count(study.get_trials(deepcopy=False), FINISHED) >= target:
             return
-        spent = budget.reached(study, cfg.study, study.user_attrs.get("train_size"))  # set by describe
+        spent = budget.reached(study, cfg.study, study.user_attrs.get("train_size"),  # set by describe
+                               verdict_share(cfg))
         if spent:  # checked before each trial starts: one that started under budget runs to its end
             log.info("study %s: %s; no more trials start", cfg.study.name, spent)
             return
