@@ -7,7 +7,7 @@ import datasets
 import pandas as pd
 import pytest
 
-from conftest import TINY, cli, load
+from conftest import TINY, cli, compose_config, load
 from sweeper.config import ConfigError, validate
 from sweeper.data.dataset import hold_out, load_task
 from sweeper.results.verdict import RUNS, noise_line
@@ -148,3 +148,17 @@ def test_the_cli_refuses_a_verdict_without_a_selection_split_in_one_line(glue_di
     assert r.stderr.strip().startswith("error: verdict.top=3 without a selection split") and \
         len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "sweeper.db").exists()
+
+
+def test_the_search_stops_at_the_budget_less_the_verdicts_share_and_the_verdict_counts():
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study()
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, user_attrs={"train_samples": 64}))
+    cfg = compose_config("study.budget_epochs=1.2").study
+    assert budget.reached(study, cfg, 64) is None  # 1 of 1.2 epochs spent
+    assert "less the verdict's share 0.25 is spent: 1.00 epochs" in budget.reached(study, cfg, 64, keep=0.25)
+    study.set_user_attr(RUNS, {"a": {"train_samples": 32, "train_seconds": 6.0}})
+    assert budget.spent(study).verdict == 32 and budget.spent(study).samples == 96
+    assert "verdict (re-validation runs, counted) trained 32 (0.50 ep)" in budget.describe(study, 64)
