@@ -55,13 +55,15 @@ def test_hold_out_is_seeded_disjoint_and_sized():
         hold_out(split, 100, seed=42)
 
 
-def test_the_search_never_sees_validation_and_the_verdict_scores_only_on_it(compose_cfg, monkeypatch, tmp_path):
+def test_the_search_never_sees_validation_and_the_verdict_scores_only_on_it(compose_cfg, monkeypatch, tmp_path,
+                                                                            caplog):
     cfg = compose_cfg(*SELECTED, "study.n_trials=2", "verdict.top=1", "verdict.seeds=2")
     plain = load_task(compose_cfg(*TINY).task, cfg.model.path, cfg.data_dir, cfg.seed)
     train_all, validation = rows(plain.train), rows(plain.eval)
     assert len(train_all) == 64 and len(validation) == 32 and train_all.isdisjoint(validation)
     spy = Spy(monkeypatch)
-    run_study(cfg)
+    with caplog.at_level("INFO"):
+        run_study(cfg)
 
     # 2 trials, then (the best trial + the course settings) x 2 seeds.
     assert len(spy.calls) == 2 + 2 * 2
@@ -93,6 +95,8 @@ def test_the_search_never_sees_validation_and_the_verdict_scores_only_on_it(comp
     assert marker["verdict"] and marker["params"] == winner["params"] and marker["seed"] == cfg.seed
     assert list(table["train_samples"]) == [48] * 4  # one epoch of the 48 training pairs left
     assert budget.spent(study).verdict == 4 * 48  # the verdict's training counts in the budget's bookkeeping
+    assert "verdict (re-validation runs, counted) trained 192" in caplog.text  # the end-of-study compute line
+    assert verdict["summary"] in caplog.text
 
 
 def test_an_interrupted_verdict_resumes_without_redoing_its_runs(compose_cfg, monkeypatch):

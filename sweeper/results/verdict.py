@@ -138,7 +138,12 @@ def conclude(study, cfg, study_dir: Path, chosen: list[dict], seeds: list[int], 
                "train_samples": sum(runs[run_key(c["params"], s)]["train_samples"] for c in chosen for s in seeds)}
     rows = [runs[run_key(c["params"], s)] for c in chosen for s in seeds]
     replace_whole(study_dir / "verdict.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-    adopt(study_dir / "verdict" / model_dir(winner["params"]), study_dir / "best-model", winner["mean"])
+    source = study_dir / "verdict" / model_dir(winner["params"])
+    if (source / MARKER).is_file():
+        adopt(source, study_dir / "best-model", winner["mean"])
+    else:  # removed by hand since its run: the verdict stands, best-model/ stays the search's
+        log.warning("verdict %s: the winner's model %s is gone; best-model/ stays the search's best", cfg.study.name,
+                    source)
     study.set_user_attr("verdict", verdict)
     return verdict
 

@@ -98,16 +98,17 @@ def run_study(cfg) -> float | None:
         log.info("study %s: %s; nothing to run (a larger budget resumes it)", cfg.study.name, spent)
     else:
         run_missing(study, cfg, study_dir)
-    with disk.writing(study_dir, 0, "the summary"):  # a full disk here too ends in one line, exit 4
-        best = summarize(study, cfg, study_dir)
+    verdict = {}
     if cfg.verdict.top and count(study.get_trials(deepcopy=False), [TrialState.COMPLETE]):
         from sweeper.results.verdict import run_verdict
 
-        # Once the search stopped (its target or its budget): an interrupted verdict resumes from its stored runs.
+        # Once the search stopped (its target or its budget), before the summary, whose compute line and report
+        # then count it: an interrupted verdict resumes from its stored runs.
         verdict = run_verdict(study, cfg, study_dir)
-        if verdict:
-            log.info("%s (per run: %s)", verdict["summary"], study_dir / "verdict.csv")
-            log.info("compute with the verdict: %s", budget.describe(study))
+    with disk.writing(study_dir, 0, "the summary"):  # a full disk here too ends in one line, exit 4
+        best = summarize(study, cfg, study_dir)
+    if verdict:  # the study's last word
+        log.info("%s (per run: %s)", verdict["summary"], study_dir / "verdict.csv")
     return best
 
 
