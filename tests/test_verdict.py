@@ -126,6 +126,11 @@ def test_a_verdict_needs_a_selection_split_and_the_split_defines_the_study(compo
     assert verify(storage, cfg) == []
     with pytest.raises(ConfigError, match=r"task.selection_size: stored \(absent\), now 0.2"):
         verify(storage, compose_cfg(*TINY, "task.selection_size=0.2"))
+    from sweeper.results.report import best_overrides
+
+    params = {"lr": 1e-4, "epochs": 1, "batch_size": 8}
+    assert "task.selection_size=0.2" in best_overrides(compose_cfg(*TINY, "task.selection_size=0.2"), params)
+    assert not any("selection_size" in o for o in best_overrides(cfg, params))  # best.yaml reruns the same split
 
 
 def test_the_verdict_in_words():
@@ -166,3 +171,21 @@ def test_the_search_stops_at_the_budget_less_the_verdicts_share_and_the_verdict_
     study.set_user_attr(RUNS, {"a": {"train_samples": 32, "train_seconds": 6.0}})
     assert budget.spent(study).verdict == 32 and budget.spent(study).samples == 96
     assert "verdict (re-validation runs, counted) trained 32 (0.50 ep)" in budget.describe(study, 64)
+
+
+def test_only_worker_0_runs_the_verdict(compose_cfg, monkeypatch, tmp_path):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from sweeper.results.verdict import run_verdict
+
+    cfg = compose_cfg(*SELECTED, "verdict.top=1", "+worker=1")
+    study = load_study(open_storage(cfg.study), cfg)
+    params = {"lr": 1e-4, "epochs": 1, "batch_size": 16}
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.8, params=params,
+                                 distributions={"lr": FloatDistribution(1e-5, 1e-3, log=True),
+                                                "epochs": IntDistribution(1, 3),
+                                                "batch_size": CategoricalDistribution([16])}))
+    spy = Spy(monkeypatch)
+    assert run_verdict(study, cfg, tmp_path / cfg.study.name) == {}
+    assert spy.calls == [] and RUNS not in study.user_attrs and "verdict" not in study.user_attrs

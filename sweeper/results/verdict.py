@@ -88,6 +88,9 @@ def run_verdict(study, cfg, study_dir: Path) -> dict:
     runs = dict(study.user_attrs.get(RUNS) or {})
     missing = [(c, s) for c in chosen for s in seeds if run_key(c["params"], s) not in runs]
     models = study_dir / "verdict"
+    if missing and cfg.get("worker", 0):  # workers of one study would each train every run
+        log.info("study %s: the verdict runs in worker 0 (+worker=0), not in worker %d", cfg.study.name, cfg.worker)
+        return {}
     if missing and distributed.world_size() > 1:
         log.warning("study %s: the verdict does not run in a data-parallel job (its ranks would wait on one "
                     "another); run the same command in one process to get it", cfg.study.name)
@@ -109,7 +112,7 @@ def run_verdict(study, cfg, study_dir: Path) -> dict:
             export(trained["model"], data.tokenizer, data.label_names, models / model_dir(c["params"]),
                    {"study": cfg.study.name, "verdict": True, "params": c["params"], "seed": seed,
                     "value": row[metric], "objective": metric, "split": split})
-        runs[run_key(c["params"], seed)] = row
+        runs = {**(study.user_attrs.get(RUNS) or {}), **runs, run_key(c["params"], seed): row}  # others' kept
         study.set_user_attr(RUNS, runs)
         trained.clear()
         objective.release()
