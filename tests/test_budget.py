@@ -7,7 +7,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from conftest import TINY, load
+from sweeper.results.status import status
 from sweeper.study import budget
+from sweeper.study.progress import snapshot
 from sweeper.study.run import run_study
 
 ONE_EPOCH = [*TINY, "search.epochs.high=1"]  # every trial 1 epoch: 64 trained + 32 evaluated samples
@@ -23,6 +25,9 @@ def test_a_budget_stops_the_study_and_a_resume_spends_only_what_is_left(compose_
     assert [t.user_attrs["train_samples"] for t in study.trials] == [64, 64]
     assert [t.user_attrs["evaluated_samples"] for t in study.trials] == [32, 32]
     assert budget.spent(study).samples / 64 == 2 * TRIAL_EPOCHS
+    # The progress line and mode=status show the budget spent of the budget, from the study's own records.
+    assert f"budget {2 * TRIAL_EPOCHS:.2f}/1.5 epochs, best" in snapshot(study, 10, elapsed=1).line()
+    assert f"2/10 (budget {2 * TRIAL_EPOCHS:.2f}/1.5 epochs)" in status(cfg)
 
     caplog.clear()
     with caplog.at_level("INFO"):

@@ -14,6 +14,7 @@ from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
+from sweeper.study import budget
 from sweeper.study.definition import stored
 from sweeper.study.progress import FINISHED, clock
 from sweeper.study.storage import cannot_open, check_sqlite_file, sqlite_path
@@ -124,7 +125,8 @@ def status(cfg) -> str:
             objective = (definition.get("study.objectives") or ["value"])[0]
             live = [t for t in trials if t.state == TrialState.RUNNING]
             rows.append([name, str(definition.get("task.name", "?")), str(definition.get("model.name", "?")),
-                         f"{sum(t.state in FINISHED for t in trials)}/{attrs.get('n_trials', '?')}",
+                         f"{sum(t.state in FINISHED for t in trials)}/{attrs.get('n_trials', '?')}"
+                         + (f" ({spent})" if (spent := budget.progress(trials, attrs)) else ""),
                          str(sum(t.state == TrialState.FAIL for t in trials)), str(len(live)),
                          best_text(frozen, trials, objective), verdict_text(attrs, objective)])
             ages = heartbeat_ages(storage, [t._trial_id for t in live])

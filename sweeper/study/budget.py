@@ -35,8 +35,13 @@ def spent(study, now: datetime | None = None) -> Spent:
     """Sum over all of the study's trials, from their stored attributes: a pruned or failed trial counts what
     it trained up to its last report, a retry only what it trained itself (the loop counts from its checkpoint),
     a running trial (another worker's) what it has reported and its minutes so far."""
+    return spent_by(study.get_trials(deepcopy=False), study.user_attrs, now)
+
+
+def spent_by(trials, study_attrs: dict, now: datetime | None = None) -> Spent:
+    """spent() from a study's trials and user attributes, for readers that hold no Study (mode=status)."""
     out, now = Spent(), now or datetime.now()
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         state = STATES.get(t.state)
         if state is None:  # waiting (queued) trials have spent nothing
             continue
@@ -44,12 +49,26 @@ def spent(study, now: datetime | None = None) -> Spent:
         out.evaluated += int(t.user_attrs.get(EVALUATED, 0))
         if t.datetime_start is not None:
             out.minutes += ((t.datetime_complete or now) - t.datetime_start).total_seconds() / 60
-    retrain = study.user_attrs.get("retrain")
+    retrain = study_attrs.get("retrain")
     out.retrain = int(retrain.get(TRAIN, 0)) if isinstance(retrain, dict) else 0
-    runs = study.user_attrs.get("verdict_runs") or {}
+    runs = study_attrs.get("verdict_runs") or {}
     out.verdict = sum(int(r.get(TRAIN, 0)) for r in runs.values())
     out.minutes += sum(r.get("train_seconds", 0) for r in runs.values()) / 60
     return out
+
+
+def progress(trials, study_attrs: dict) -> str:
+    """`budget 1.23/3 epochs` (or trial minutes) of the budget the study last ran with, '' without one: for the
+    progress line and mode=status. describe() (sweeper/study/run.py) stores the budget and the training size."""
+    epochs, minutes = study_attrs.get("budget_epochs"), study_attrs.get("budget_minutes")
+    if epochs is None and minutes is None:
+        return ""
+    used, train_size, parts = spent_by(trials, study_attrs), study_attrs.get("train_size"), []
+    if epochs is not None and train_size:
+        parts.append(f"{used.samples / train_size:.2f}/{epochs:g} epochs")
+    if minutes is not None:
+        parts.append(f"{used.minutes:.1f}/{minutes:g} trial minutes")
+    return "budget " + ", ".join(parts) if parts else ""
 
 
 def reset(trial) -> None:

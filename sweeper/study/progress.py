@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 
 from optuna.trial import TrialState
 
+from sweeper.study import budget
+
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 BAR_REFRESH_S = 5  # the bar re-reads the study this often; a log line waits study.progress_every
@@ -43,6 +45,7 @@ class Snapshot:
     best: str
     elapsed: float
     left: float | None  # seconds; None until a trial has finished
+    budget: str = ""  # `budget 1.23/3 epochs` while a compute budget is set (sweeper/study/budget.py)
 
     def line(self) -> str:
         """`mrpc-tiny: 2/4 trials finished (1 running), best f1 0.8120 (trial 0), 0:00:14 elapsed, ~0:00:15 left`"""
@@ -50,7 +53,9 @@ class Snapshot:
         return f"{self.study}: {self.finished}/{self.target} trials finished{running}, {self.tail()}"
 
     def tail(self) -> str:
-        return f"{self.best}, {clock(self.elapsed)} elapsed, {left_text(self.left, self.finished >= self.target)}"
+        budget = f"{self.budget}, " if self.budget else ""
+        return (f"{budget}{self.best}, {clock(self.elapsed)} elapsed, "
+                f"{left_text(self.left, self.finished >= self.target)}")
 
 
 def clock(seconds: float) -> str:
@@ -97,7 +102,7 @@ def snapshot(study, target: int, elapsed: float, between_trials: bool = False) -
     finished = sum(t.state in FINISHED for t in trials)
     workers = running + (1 if between_trials and finished < target else 0)
     return Snapshot(study.study_name, finished, target, running, best_text(study, trials), elapsed,
-                    seconds_left(trials, target, datetime.now(), workers))
+                    seconds_left(trials, target, datetime.now(), workers), budget.progress(trials, study.user_attrs))
 
 
 class Watch:

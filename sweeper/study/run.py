@@ -140,6 +140,7 @@ def describe(study: optuna.Study, cfg, train_size: int, eval_size: int) -> None:
              "search_space": f"lr log-uniform [{s.lr.low:g}, {s.lr.high:g}], epochs [{s.epochs.low}, "
                              f"{s.epochs.high}], batch_size {list(s.batch_size)}",
              "command": command, "n_trials": cfg.study.n_trials,  # the target, for mode=status
+             "budget_epochs": cfg.study.budget_epochs, "budget_minutes": cfg.study.budget_minutes,
              "best_model": str((Path(cfg.out_dir) / cfg.study.name / "best-model").resolve())}
     for key, value in attrs.items():
         if study.user_attrs.get(key) != value:
