@@ -156,7 +156,7 @@ class Objective:
             cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile, on_train_end=on_train_end,
             regression=cfg.task.num_labels == 1, extra_eval=extra_eval, on_log=on_log,
             evals_per_epoch=cfg.train.evals_per_epoch, on_evaluate=on_evaluate,
-            subset_dl=get_subset_eval_dataloader(self.data, cfg.train.eval_subset, cfg.seed, cfg.train.eval_batch_size,
+            subset_dl=get_subset_eval_dataloader(data, cfg.train.eval_subset, cfg.seed, cfg.train.eval_batch_size,
                                                  cfg.train.group_by_length, pad_multiple(self.precision))
             if on_evaluate is not None and cfg.train.evals_per_epoch > 1 else None)
 
