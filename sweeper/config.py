@@ -96,8 +96,9 @@ class SearchConfig:
     lr: FloatRange = MISSING  # log-uniform
     epochs: IntRange = MISSING
     batch_size: list[int] = MISSING  # categorical
-    enqueue_reference: bool = MISSING
-    reference: Reference = MISSING
+    enqueue_portfolio: bool = MISSING
+    portfolio: list[Reference] = field(default_factory=list)  # a new study's first trials, in order
+    reference: Reference = MISSING  # the course settings: the verdict's yardstick
 
 
 class Progress(str, Enum):
@@ -181,6 +182,7 @@ class Config:
     optimizer: OptimizerConfig = MISSING
     search: SearchConfig = MISSING
     pruner: Any = MISSING
+    sampler: Any = MISSING  # an Optuna sampler by _target_; its seed is set per study, trial count and worker
     study: StudyConfig = MISSING
     train: TrainConfig = MISSING
     data_dir: str | None = None
@@ -216,6 +218,13 @@ PRUNERS = {
     "optuna.pruners.SuccessiveHalvingPruner",
     "optuna.pruners.NopPruner",
     "sweeper.study.pruning.PlateauMedianPruner",
+    "sweeper.study.pruning.PlateauHalvingPruner",
+}
+SAMPLERS = {
+    "optuna.samplers.TPESampler",
+    "optuna.samplers.RandomSampler",
+    "optuna.samplers.GPSampler",
+    "optuna.samplers.QMCSampler",
 }
 
 
@@ -256,7 +265,7 @@ def validate(cfg) -> None:
     resource = cfg.pruner.get("min_resource")
     if cfg.train.evals_per_epoch > 1 and isinstance(resource, int) and resource <= s.epochs.high:
         raise ConfigError(f"pruner.min_resource={resource} with train.evals_per_epoch={cfg.train.evals_per_epoch}: "
-                          "steps are then training samples, not epochs; allowed: a number of training samples "
+                          "steps are then training samples, not epochs; allowed: train.evals_per_epoch=1, or a number of training samples "
                           "(about the training set's size / evals_per_epoch), with pruner.max_resource=auto or samples")
     if cfg.train.eval_subset is not None and cfg.train.eval_subset < 1:
         raise ConfigError(f"train.eval_subset={cfg.train.eval_subset}; allowed: null (the whole split) or an "
@@ -269,6 +278,8 @@ def validate(cfg) -> None:
     validate_verdict(cfg)
     if cfg.pruner.get("_target_") not in PRUNERS:
         raise ConfigError(f"pruner._target_={cfg.pruner.get('_target_')}; allowed: {sorted(PRUNERS)}")
+    if cfg.sampler.get("_target_") not in SAMPLERS:
+        raise ConfigError(f"sampler._target_={cfg.sampler.get('_target_')}; allowed: {sorted(SAMPLERS)}")
     if cfg.retrain.seeds < 1:
         raise ConfigError(f"retrain.seeds={cfg.retrain.seeds}; need an integer >= 1")
     if cfg.train.threads is not None and cfg.train.threads < 1:

@@ -30,7 +30,7 @@ def stored(tmp_path, glue_dir):
 @pytest.mark.parametrize("bad,message", [
     (["-m", "task=mrpc,qqq"], "error: unknown task 'qqq'; allowed: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli"),
     (["model=bert-large"], "error: unknown model 'bert-large'; allowed: bert-base-uncased, minilm, tiny"),
-    (["search.lr.low=1e-3"], "error: search.lr: low=0.001 high=0.0001; need 0 < low <= high"),
+    (["search.lr.low=1e-3"], "error: search.lr: low=0.001 high=0.0002; need 0 < low <= high"),
     (["search.epochs.low=3", "search.epochs.high=1"], "error: search.epochs: low=3 high=1; need 1 <= low <= high"),
     (["search.batch_size=[]"], "error: search.batch_size=[]; need one or more sizes >= 1"),
     (["study.n_trials=0"], "error: study.n_trials=0; need an integer >= 1"),

@@ -22,7 +22,9 @@ def test_every_pruner_instantiates(compose_cfg, pruner):
     import optuna
     from hydra.utils import instantiate
 
-    cfg = compose_cfg(f"pruner={pruner}")
+    # Optuna's halving pruners count resources in epochs: they take one report per epoch (README, Pruners).
+    epochs = ["train.evals_per_epoch=1"] if pruner in ("hyperband", "successive_halving") else []
+    cfg = compose_cfg(f"pruner={pruner}", *epochs)
     validate(cfg)
     assert isinstance(instantiate(cfg.pruner), optuna.pruners.BasePruner)
 
@@ -47,7 +49,7 @@ def test_schema_rejects_typos_and_wrong_types(compose_cfg, override):
 
 
 @pytest.mark.parametrize("overrides,needle", [
-    (["search.lr.low=1e-3"], "search.lr: low=0.001 high=0.0001"),
+    (["search.lr.low=1e-3"], "search.lr: low=0.001 high=0.0002"),
     (["search.epochs.low=4"], "search.epochs: low=4 high=3"),
     (["search.batch_size=[]"], "search.batch_size=[]"),
     (["study.n_trials=0"], "study.n_trials=0"),

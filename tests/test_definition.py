@@ -22,7 +22,7 @@ def test_the_definition_holds_resolved_values(compose_cfg):
     d = definition(compose_cfg(*TINY))
     assert Path(d["model.path"]).is_absolute() and (Path(d["model.path"]) / "config.json").exists()
     assert d["task.max_train_samples"] == 64 and d["task.max_eval_samples"] == 32 and d["seed"] == 42
-    assert d["search.batch_size"] == [8, 16, 32] and d["pruner._target_"] == "sweeper.study.pruning.PlateauMedianPruner"
+    assert d["search.batch_size"] == [8, 16, 32] and d["pruner._target_"] == "sweeper.study.pruning.PlateauHalvingPruner"
     assert d["train.precision"] == "auto" and d["study.directions"] == ["maximize"]
     assert d["data.content"].startswith("sha256:")
     assert not [k for k in d if k.startswith(("study.n_trials", "train.progress", "train.eval_batch_size"))]
@@ -31,7 +31,7 @@ def test_the_definition_holds_resolved_values(compose_cfg):
 @pytest.mark.parametrize("override", [
     "study.n_trials=9", "train.progress=true", "train.eval_batch_size=16", "train.log_every=5", "train.compile=true",
     "study.keep_checkpoints=all", "study.max_retries=1", "study.max_failed_fraction=0.9", "study.startup_trials=1",
-    "study.heartbeat_interval=5", "study.grace_period=60", "search.enqueue_reference=false", "out_dir=/elsewhere",
+    "study.heartbeat_interval=5", "study.grace_period=60", "search.enqueue_portfolio=false", "out_dir=/elsewhere",
     "study.storage=sqlite:////elsewhere/s.db", "study.accept=[pruner]",
 ])
 def test_keys_that_do_not_change_results_are_not_part_of_it(compose_cfg, override):
@@ -46,11 +46,11 @@ def test_keys_that_do_not_change_results_are_not_part_of_it(compose_cfg, overrid
     ("model.path=/elsewhere/model", "model.path", None, "/elsewhere/model"),
     ("model=minilm", "model.random_init", True, False),
     ("optimizer=adamw-warmup", "optimizer.warmup_ratio", 0.0, 0.1),
-    ("search.lr.high=5e-5", "search.lr.high", 1e-4, 5e-5),
+    ("search.lr.high=5e-5", "search.lr.high", 2e-4, 5e-5),
     ("search.epochs.high=1", "search.epochs.high", 3, 1),
     ("search.batch_size=[8]", "search.batch_size", [8, 16, 32], [8]),
-    ("pruner=hyperband", "pruner._target_", "sweeper.study.pruning.PlateauMedianPruner",
-     "optuna.pruners.HyperbandPruner"),
+    ("pruner=plateau", "pruner._target_", "sweeper.study.pruning.PlateauHalvingPruner",
+     "sweeper.study.pruning.PlateauMedianPruner"),
     ("train.precision=no", "train.precision", "auto", "no"),
     ("train.group_by_length=false", "train.group_by_length", True, False),
     ("train.cpu_fastpath=false", "train.cpu_fastpath", True, False),
@@ -118,11 +118,12 @@ def test_a_worker_with_another_config_cannot_join_and_writes_nothing(compose_cfg
     with pytest.raises(ConfigError, match="task.max_train_samples: stored 64, now 48"):
         run_study(other)
     assert attrs(cfg) == before
-    assert [t.state for t in load(cfg.study.storage, cfg.study.name).trials] == [TrialState.WAITING]  # reference
+    portfolio = len(cfg.search.portfolio)  # the start-up portfolio, queued when the study was created
+    assert [t.state for t in load(cfg.study.storage, cfg.study.name).trials] == [TrialState.WAITING] * portfolio
 
 
 def test_a_study_that_stored_the_pruner_under_its_old_module_path_resumes(compose_cfg):
-    cfg = compose_cfg(*TINY)
+    cfg = compose_cfg(*TINY, "pruner=plateau")
     study = load_study(open_storage(cfg.study), cfg)
     pruner = dict(study.user_attrs["pruner"], _target_="sweeper.pruning.PlateauMedianPruner")  # before the regroup
     study.set_user_attr("pruner", pruner)
@@ -131,17 +132,17 @@ def test_a_study_that_stored_the_pruner_under_its_old_module_path_resumes(compos
 
 
 def test_an_accepted_change_becomes_the_definition_and_is_noted(compose_cfg, caplog):
-    cfg = compose_cfg(*TINY)
+    cfg = compose_cfg(*TINY, "pruner=plateau")
     load_study(open_storage(cfg.study), cfg)
     changed = compose_cfg(*TINY, "pruner=none", "search.epochs.high=2", "study.accept=[pruner,search.epochs]")
     with caplog.at_level("WARNING"):
         load_study(open_storage(changed.study), changed)
     now = attrs(cfg)
     assert stored(now) == definition(changed)
-    change = "from trial 1: pruner._target_: sweeper.study.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner"
+    change = "from trial 3: pruner._target_: sweeper.study.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner"
     assert change in now["changes"]
-    assert "from trial 1: search.epochs.high: 3 -> 2" in now["changes"]
-    assert "mrpc-tiny: study.accept lets these change from trial 1 on: search.epochs.high: 3 -> 2; " in caplog.text
+    assert "from trial 3: search.epochs.high: 3 -> 2" in now["changes"]  # after the portfolio's 3
+    assert "mrpc-tiny: study.accept lets these change from trial 3 on: search.epochs.high: 3 -> 2; " in caplog.text
     with pytest.raises(ConfigError, match="pruner._target_: stored optuna.pruners.NopPruner, now "):
         load_study(open_storage(cfg.study), cfg)  # the old command is now the different one
 

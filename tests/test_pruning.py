@@ -6,7 +6,9 @@ from optuna.trial import TrialState
 
 from conftest import compose_config, load
 from sweeper.study.objective import report_epoch
-from sweeper.study.pruning import TRIVIAL, PlateauMedianPruner
+from sweeper.study.budget import EVALUATED, TRAIN
+from sweeper.study.pruning import STEP_UNIT, TRIVIAL, PlateauHalvingPruner, PlateauMedianPruner
+from sweeper.study.steps import SAMPLES, report_within_epoch
 from sweeper.train.metrics import trivial_value
 
 TRIVIAL_F1 = 0.8122  # MRPC validation: every pair predicted "equivalent"
@@ -77,10 +79,80 @@ def test_the_trivial_value_is_the_best_constant_prediction():
     assert trivial_value(labels, "accuracy") == pytest.approx(279 / 408)
 
 
-def test_the_default_pruner_is_the_plateau_pruner():
+def test_the_default_pruner_halves_over_compute_with_the_plateau_guard():
     from hydra.utils import instantiate
 
-    assert isinstance(instantiate(compose_config().pruner), PlateauMedianPruner)
+    cfg = compose_config()
+    pruner = instantiate(cfg.pruner)
+    assert isinstance(pruner, PlateauHalvingPruner)
+    assert [round(pruner.rung_epochs(k), 3) for k in range(3)] == [0.333, 1.0, 3.0]
+    assert cfg.train.evals_per_epoch == 3  # a report lands on the first rung
+    sampler = instantiate(cfg.sampler, seed=1)
+    assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._multivariate and sampler._constant_liar
+
+
+TRAIN_SIZE = 300  # samples per epoch in the halving tests: reports at 100, 200, 300, ... (3 per epoch)
+
+
+@pytest.fixture
+def halving(tmp_path):
+    url = f"sqlite:///{tmp_path}/h.db"
+    study = optuna.create_study(storage=url, study_name="h", direction="maximize", pruner=PlateauHalvingPruner())
+    study.set_user_attr("train_size", TRAIN_SIZE)
+    study.storage_url = url
+    return study
+
+
+def run_samples(study, epochs: int, values: list[float]) -> TrialState:
+    """One trial reporting `values` every third of an epoch, in training samples, as train.evals_per_epoch=3 does."""
+    study.enqueue_trial({"epochs": epochs})
+
+    def objective(trial):
+        trial.suggest_int("epochs", 1, 3)
+        trial.set_user_attr(TRIVIAL, TRIVIAL_F1)
+        trial.set_user_attr(STEP_UNIT, SAMPLES)
+        for i, value in enumerate(values):
+            report_within_epoch(trial, "f1", (i + 1) * TRAIN_SIZE // 3,
+                                {"f1": value, "epoch": i // 3, TRAIN: (i + 1) * 100, EVALUATED: 0})
+        return values[-1]
+
+    study.optimize(objective, n_trials=1)
+    return study.trials[-1].state
+
+
+def test_halving_keeps_the_best_third_at_the_first_rung_and_decides_there(halving):
+    assert run_samples(halving, 3, [0.85] * 9) == TrialState.COMPLETE  # no peers yet
+    assert run_samples(halving, 3, [0.84] * 9) == TrialState.COMPLETE  # one peer: not judged
+    assert run_samples(halving, 3, [0.83] + [0.90] * 8) == TrialState.PRUNED  # not the best third of 3 at 1/3 epoch
+    pruned = load(halving.storage_url, "h").trials[-1]
+    assert pruned.intermediate_values == {100: 0.83}  # one third of an epoch: 100 of 300 samples
+    assert run_samples(halving, 3, [0.86] * 9) == TrialState.COMPLETE  # the best at the first rung
+
+
+def test_halving_meets_trials_of_other_schedules_and_units_at_the_same_compute(halving):
+    # Epoch-unit peers (train.evals_per_epoch=1) report at epochs: their first rung is the 1-epoch rung.
+    for value in (0.86, 0.87):
+        assert run(halving, 3, [value, value, value]) == TrialState.COMPLETE
+    # A samples-unit trial has no peer at 1/3 epoch, and at 1 epoch it is below both: pruned there.
+    assert run_samples(halving, 3, [0.80, 0.82, 0.84, 0.85, 0.9, 0.9, 0.9, 0.9, 0.9]) == TrialState.PRUNED
+    assert load(halving.storage_url, "h").trials[-1].last_step == TRAIN_SIZE
+
+
+def test_halving_waits_out_the_plateau_until_the_grace_then_judges_it(halving):
+    for value in (0.85, 0.86, 0.87):
+        run_samples(halving, 3, [value] * 9)
+    # The majority class at 1/3 and 2/3 of an epoch: not learned yet, no decision; still there at 1 epoch: pruned.
+    assert run_samples(halving, 3, [TRIVIAL_F1, TRIVIAL_F1, TRIVIAL_F1] + [0.9] * 6) == TrialState.PRUNED
+    assert load(halving.storage_url, "h").trials[-1].last_step == TRAIN_SIZE
+    # Off the plateau at 1 epoch and among the best: goes on to the end.
+    assert run_samples(halving, 3, [TRIVIAL_F1, TRIVIAL_F1, 0.88] + [0.9] * 6) == TrialState.COMPLETE
+
+
+def test_halving_never_stops_a_trial_at_its_last_report(halving):
+    for value in (0.86, 0.87):
+        run_samples(halving, 1, [value] * 3)
+    # A one-epoch trial's report at 1 epoch is its last: low, but its compute is spent anyway.
+    assert run_samples(halving, 1, [0.87, 0.87, 0.80]) == TrialState.COMPLETE
 
 
 def test_a_better_value_follows_the_metrics_direction():

@@ -41,7 +41,7 @@ def test_resume_runs_only_the_missing_trials(compose_cfg, caplog):
     run_study(first)
     study = load(first.study.storage, first.study.name)
     assert len(finished(study)) == 2
-    assert study.trials[0].params == {"lr": 5e-5, "epochs": 3, "batch_size": 8}  # the reference, enqueued
+    assert study.trials[0].params == dict(first.search.portfolio[0])  # the portfolio's first, enqueued
 
     run_study(compose_cfg(*TINY, "study.n_trials=3"))
     study = load(first.study.storage, first.study.name)
@@ -184,7 +184,7 @@ def test_studies_of_one_multirun_draw_different_start_up_proposals(compose_cfg):
 
     proposals = {}
     for task in ("mrpc", "sst2"):
-        cfg = compose_cfg(f"task={task}", "search.enqueue_reference=false")
+        cfg = compose_cfg(f"task={task}", "search.enqueue_portfolio=false")
         study = load_study(open_storage(cfg.study), cfg)
         proposals[task] = [vars(suggest(study.ask(), cfg.search)) for _ in range(3)]
     assert proposals["mrpc"] != proposals["sst2"]
@@ -199,7 +199,7 @@ def test_workers_of_one_study_draw_different_start_up_proposals(compose_cfg):
     assert sampler_seed(42, "s", 0, worker=0) == sampler_seed(42, "s", 0)  # a single worker samples as before
     proposals = []
     for worker in (0, 1):  # both load the new study at 0 trials, as workers launched together do
-        cfg = compose_cfg("+worker=" + str(worker), f"study.name=w{worker}", "search.enqueue_reference=false")
+        cfg = compose_cfg("+worker=" + str(worker), f"study.name=w{worker}", "search.enqueue_portfolio=false")
         study = load_study(open_storage(cfg.study), cfg)
         proposals.append([suggest(study.ask(), cfg.search).lr for _ in range(3)])
     assert all(a != b for a, b in zip(*proposals, strict=True))
@@ -211,7 +211,7 @@ def test_the_study_lock_is_free_while_a_trial_trains(compose_cfg):
     from sweeper.study.run import load_study, run_trials
     from sweeper.study.storage import open_storage, sqlite_path
 
-    cfg = compose_cfg("study.n_trials=2", "search.enqueue_reference=false")
+    cfg = compose_cfg("study.n_trials=2", "search.enqueue_portfolio=false")
     study = load_study(open_storage(cfg.study), cfg)
     free = []
 

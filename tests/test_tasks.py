@@ -153,13 +153,14 @@ def test_stsb_regression_trains_and_scores_correlations(compose_cfg, glue_dir):
     from sweeper.study.run import run_study
 
     cfg = compose_cfg(*TINY, "task=stsb", "study.n_trials=3", "search.epochs.low=2", "search.epochs.high=2",
-                      "search.batch_size=[16]", "search.reference.epochs=2", "search.reference.batch_size=16")
+                      "search.batch_size=[16]", "search.portfolio=[{lr:5e-5,epochs:2,batch_size:16}]", "pruner=plateau",
+                      "train.evals_per_epoch=1")
     task = dataset.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
     assert task.train.features["labels"].dtype == "float32"
     assert run_study(cfg) is not None
     study = load(cfg.study.storage, cfg.study.name)
     assert study.direction.name == "MAXIMIZE" and len(study.trials) == 3
-    assert study.trials[0].params == {"lr": 5e-5, "epochs": 2, "batch_size": 16}  # the reference trial
+    assert study.trials[0].params == {"lr": 5e-5, "epochs": 2, "batch_size": 16}  # the portfolio's trial
     for t in study.trials:
         assert -1 <= t.value <= 1 if t.value is not None else t.state.name == "PRUNED"
         assert {"pearson", "spearman", "mse", "loss"} <= set(t.user_attrs)
@@ -196,7 +197,7 @@ def test_multi_objective_study_keeps_a_pareto_front(tmp_path, caplog):
     study = load(cfg.study.storage, cfg.study.name)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert study.metric_names == ["accuracy", "total_train_seconds"]
-    assert "pruner PlateauMedianPruner is off" in caplog.text and "Pareto front (accuracy maximize" in caplog.text
+    assert "pruner PlateauHalvingPruner is off" in caplog.text and "Pareto front (accuracy maximize" in caplog.text
     assert all(t.state.name == "COMPLETE" and not t.intermediate_values for t in study.trials)
     for t in study.trials:
         assert t.values == [t.user_attrs["accuracy"], t.user_attrs["total_train_seconds"]]

@@ -15,7 +15,7 @@ pytest.importorskip("mlflow")
 # 64 training pairs in batches of 16 with a loss read-back every 2 steps: read-backs at 32 and 64 samples
 # seen per epoch; evaluations at the end of each epoch (64, 128).
 SMALL = [*TINY, "search.epochs.low=2", "search.epochs.high=2", "search.batch_size=[16]", "train.log_every=2",
-         "search.enqueue_reference=false", "study.accept=[pruner]"]
+         "search.enqueue_portfolio=false", "study.accept=[pruner]", "train.evals_per_epoch=1"]
 PRUNE_ALL = ["pruner=none", "pruner._target_=optuna.pruners.ThresholdPruner", "+pruner.lower=2.0"]  # f1 < 2: always
 
 

@@ -18,8 +18,9 @@ from sweeper.study.run import load_study, run_study
 from sweeper.study.storage import open_storage
 
 # 64 training pairs, 16 of them held out for the search; 32 validation pairs for the verdict only.
-SELECTED = [*TINY, "task.selection_size=16", "search.epochs.high=1", "search.enqueue_reference=false",
-            "search.batch_size=[16]", "search.reference.epochs=1", "pruner=none"]
+SELECTED = [*TINY, "task.selection_size=16", "search.epochs.high=1", "search.enqueue_portfolio=false",
+            "search.batch_size=[16]", "search.reference.epochs=1", "pruner=none",
+            "train.evals_per_epoch=1"]
 
 
 def rows(split) -> set[tuple]:

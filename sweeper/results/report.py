@@ -101,7 +101,7 @@ def best_overrides(cfg, params: dict) -> list[str]:
             *([f"task.selection_size={task.selection_size:g}"] if task.get("selection_size") is not None else []),
             f"search.lr.low={params['lr']!r}", f"search.lr.high={params['lr']!r}",
             f"search.epochs.low={params['epochs']}", f"search.epochs.high={params['epochs']}",
-            f"search.batch_size=[{params['batch_size']}]", "search.enqueue_reference=false",
+            f"search.batch_size=[{params['batch_size']}]", "search.enqueue_portfolio=false",
             "study.n_trials=1", f"study.name={cfg.study.name}-best"]
 
 

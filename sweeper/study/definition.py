@@ -23,7 +23,7 @@ from sweeper.train.metrics import direction, objectives
 log = logging.getLogger(__name__)
 # One study user attribute per section, a dict of flat dotted keys: readable in optuna-dashboard.
 SECTIONS = ("task", "data", "model", "optimizer", "search", "pruner", "train", "seed", "study")
-SEARCH_SPACE = ("lr", "epochs", "batch_size")  # enqueue_reference and reference act on an empty study only
+SEARCH_SPACE = ("lr", "epochs", "batch_size")  # the portfolio acts on an empty study only; reference on the verdict
 TRAIN_RESULTS = ("precision", "group_by_length", "cpu_fastpath")  # the rest is speed (compile) or display
 # Changes after which old and new trials still measure the same thing (same data, model, objective), so
 # study.accept may take them: when to prune, the lr or epochs range, same-math training switches, the same

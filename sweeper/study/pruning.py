@@ -56,3 +56,90 @@ def value_at(trial: FrozenTrial, step: int) -> float:
     """A peer's value at `step`, or at its last report before it: trials of other batch sizes report within an
     epoch at other sample counts (train.evals_per_epoch > 1). Epoch steps are reported by every peer that got there."""
     return trial.intermediate_values[max(s for s in trial.intermediate_values if s <= step)]
+
+
+class PlateauHalvingPruner(optuna.pruners.BasePruner):
+    """The default: asynchronous successive halving over compute ("start many, stop early, continue some", Dodge
+    et al. 2020), with the plateau guard. Rungs are at `min_epochs` * `reduction_factor`**k epochs of training
+    (1/3, 1, 3 by default); at the first report at or past a rung, a trial goes on only if its value there is among
+    the best 1/reduction_factor of the values every trial (finished, pruned or running) had at that rung, once
+    `min_peers` others got there. Progress is training samples over the training set's size (train.evals_per_epoch
+    > 1) or epochs, so trials of any batch size, epoch count or step unit meet at the same rungs. Not judged: a
+    trial at its last report (nothing left to save), and one on the trivial classifier's plateau before
+    `plateau_grace` epochs (it has not learned *yet*; after that, a plateau is a run that diverged to the majority
+    class, which Dodge et al. saw on MRPC, RTE and CoLA, and is judged like any low value)."""
+
+    def __init__(self, min_epochs: float = 1 / 3, reduction_factor: int = 3, min_peers: int = 2,
+                 plateau_margin: float = 0.01, plateau_grace: float = 1.0):
+        if min_epochs <= 0 or reduction_factor < 2 or min_peers < 1:
+            raise ValueError(f"min_epochs={min_epochs} reduction_factor={reduction_factor} min_peers={min_peers}; "
+                             "allowed: min_epochs > 0, reduction_factor >= 2, min_peers >= 1")
+        self.min_epochs, self.reduction_factor, self.min_peers = min_epochs, reduction_factor, min_peers
+        self.plateau_margin, self.plateau_grace = plateau_margin, plateau_grace
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step, train_size = trial.last_step, study.user_attrs.get("train_size")
+        if step is None:
+            return False
+        progress = epochs_done(trial, step, train_size)
+        rung = self.rung_reached(progress)
+        if progress is None or rung is None or progress >= trial.params.get("epochs", float("inf")) * RUNG_SLACK:
+            return False
+        mine = value_at_rung(trial, self.rung_epochs(rung), train_size)
+        if mine is None or mine[0] != step:  # decided at an earlier report of this rung: it went on then
+            return False
+        value = mine[1]
+        trivial = trial.user_attrs.get(TRIVIAL)
+        if trivial is not None and progress < self.plateau_grace and plateau(value, trivial, self.plateau_margin,
+                                                                            study.direction):
+            return False
+        peers = [v for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                      TrialState.RUNNING))
+                 if t.number != trial.number and (v := value_at_rung(t, self.rung_epochs(rung), train_size))]
+        if len(peers) < self.min_peers:
+            return False
+        values = sorted((v for _, v in peers), reverse=study.direction == optuna.study.StudyDirection.MAXIMIZE)
+        keep = max(1, (len(values) + 1) // self.reduction_factor)  # of the peers and this trial
+        bar = values[min(keep, len(values)) - 1]
+        return value < bar if study.direction == optuna.study.StudyDirection.MAXIMIZE else value > bar
+
+    def rung_epochs(self, k: int) -> float:
+        return self.min_epochs * self.reduction_factor ** k
+
+    def rung_reached(self, progress: float | None) -> int | None:
+        """The highest rung at or below `progress` epochs, None below the first."""
+        if progress is None or progress < self.min_epochs * RUNG_SLACK:
+            return None
+        k = 0
+        while progress >= self.rung_epochs(k + 1) * RUNG_SLACK:
+            k += 1
+        return k
+
+
+# Reports within an epoch fall on batch boundaries: 1/3 of 367 batches is 122 (0.3327 of the epoch), so a rung
+# counts as reached a little before its exact point.
+RUNG_SLACK = 0.98
+
+
+def epochs_done(trial: FrozenTrial, step: int, train_size: int | None) -> float | None:
+    """Epochs of training behind the report at `step`: samples over the training set's size in the samples unit,
+    the epoch index + 1 in the epoch unit; None where the size is unknown."""
+    if trial.user_attrs.get(STEP_UNIT) == "train_samples":
+        return step / train_size if train_size else None
+    return step + 1.0
+
+
+def value_at_rung(trial: FrozenTrial, rung: float, train_size: int | None) -> tuple[int, float] | None:
+    """(step, value) of the trial's first report at or past `rung` epochs, None if it never got there."""
+    for step in sorted(trial.intermediate_values):
+        done = epochs_done(trial, step, train_size)
+        if done is not None and done >= rung * RUNG_SLACK:
+            return step, trial.intermediate_values[step]
+    return None
+
+
+def plateau(value: float, trivial: float, margin: float, direction) -> bool:
+    """Within `margin` of the trivial classifier's value (or worse): nothing learned yet."""
+    if direction == optuna.study.StudyDirection.MAXIMIZE:
+        return value <= trivial + margin
+    return value >= trivial - margin

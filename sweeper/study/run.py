@@ -57,15 +57,25 @@ def load_study(storage, cfg) -> optuna.Study:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(names)  # optuna-dashboard then says "f1", not "Objective 0"
-    ref, space = cfg.search.reference, cfg.search
-    with study_lock(storage, cfg.study.name):  # workers starting together on a new study: one reference
+    with study_lock(storage, cfg.study.name):  # workers starting together on a new study: one portfolio
         n = len(study.get_trials(deepcopy=False))
-        if n == 0 and space.enqueue_reference and in_space(ref, space):
-            study.enqueue_trial({"lr": ref.lr, "epochs": ref.epochs, "batch_size": ref.batch_size},
-                                skip_if_exists=True)
-    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(cfg.seed, cfg.study.name, n, cfg.get("worker", 0)),
-                                               n_startup_trials=cfg.study.startup_trials)
+        if n == 0 and cfg.search.enqueue_portfolio:
+            for params in portfolio(cfg.search):
+                study.enqueue_trial(params, skip_if_exists=True)
+    study.sampler = instantiate(cfg.sampler, seed=sampler_seed(cfg.seed, cfg.study.name, n, cfg.get("worker", 0)))
     return study
+
+
+def portfolio(space) -> list[dict]:
+    """The search's start-up configurations inside its space, in order, once each (search.portfolio)."""
+    out = []
+    for entry in space.portfolio:
+        params = {"lr": float(entry.lr), "epochs": int(entry.epochs), "batch_size": int(entry.batch_size)}
+        if not in_space(entry, space):
+            log.info("portfolio entry %s is outside the search space: not enqueued", params)
+        elif params not in out:
+            out.append(params)
+    return out
 
 
 def sampler_seed(seed: int, study_name: str, n_trials: int, worker: int = 0) -> int:
