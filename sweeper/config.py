@@ -265,8 +265,9 @@ def validate(cfg) -> None:
     resource = cfg.pruner.get("min_resource")
     if cfg.train.evals_per_epoch > 1 and isinstance(resource, int) and resource <= s.epochs.high:
         raise ConfigError(f"pruner.min_resource={resource} with train.evals_per_epoch={cfg.train.evals_per_epoch}: "
-                          "steps are then training samples, not epochs; allowed: train.evals_per_epoch=1, or a number of training samples "
-                          "(about the training set's size / evals_per_epoch), with pruner.max_resource=auto or samples")
+                          "steps are then training samples, not epochs; allowed: train.evals_per_epoch=1 (Optuna's "
+                          "halving over epochs), or a number of training samples (about the training set's size / "
+                          "evals_per_epoch) with pruner.max_resource=auto or samples, or pruner=asha (the default)")
     if cfg.train.eval_subset is not None and cfg.train.eval_subset < 1:
         raise ConfigError(f"train.eval_subset={cfg.train.eval_subset}; allowed: null (the whole split) or an "
                           "integer >= 1")

@@ -22,7 +22,8 @@ def test_the_definition_holds_resolved_values(compose_cfg):
     d = definition(compose_cfg(*TINY))
     assert Path(d["model.path"]).is_absolute() and (Path(d["model.path"]) / "config.json").exists()
     assert d["task.max_train_samples"] == 64 and d["task.max_eval_samples"] == 32 and d["seed"] == 42
-    assert d["search.batch_size"] == [8, 16, 32] and d["pruner._target_"] == "sweeper.study.pruning.PlateauHalvingPruner"
+    assert d["search.batch_size"] == [8, 16, 32]
+    assert d["pruner._target_"] == "sweeper.study.pruning.PlateauHalvingPruner"
     assert d["train.precision"] == "auto" and d["study.directions"] == ["maximize"]
     assert d["data.content"].startswith("sha256:")
     assert not [k for k in d if k.startswith(("study.n_trials", "train.progress", "train.eval_batch_size"))]

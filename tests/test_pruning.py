@@ -5,8 +5,8 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import compose_config, load
-from sweeper.study.objective import report_epoch
 from sweeper.study.budget import EVALUATED, TRAIN
+from sweeper.study.objective import report_epoch
 from sweeper.study.pruning import STEP_UNIT, TRIVIAL, PlateauHalvingPruner, PlateauMedianPruner
 from sweeper.study.steps import SAMPLES, report_within_epoch
 from sweeper.train.metrics import trivial_value
