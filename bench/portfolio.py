@@ -115,7 +115,8 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(args.tasks) + "---|---|")
     for r in ranked:
         lr, epochs, batch_size = r["params"]
-        cells = [f"{float(rows[key(t, *r['params'])]['value']):.3f} ({k})" for t, k in zip(args.tasks, r["ranks"], strict=True)]
+        cells = [f"{float(rows[key(t, *r['params'])]['value']):.3f} ({k})"
+                 for t, k in zip(args.tasks, r["ranks"], strict=True)]
         print(f"| {lr:g} | {epochs} | {batch_size} | " + " | ".join(cells) +
               f" | {r['mean_rank']:.1f} | {r['mean_gap']:.3f} |")
     print("portfolio:")
