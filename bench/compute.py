@@ -45,6 +45,7 @@ def read(out: Path) -> list[dict]:
 
 
 def append(out: Path, row: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
     new = not out.exists()
     with out.open("a", newline="") as f:
         writer = csv.DictWriter(f, FIELDS)
@@ -55,7 +56,7 @@ def append(out: Path, row: dict) -> None:
           flush=True)
 
 
-def compose(task: str, glue: str, *overrides: str):
+def compose(task: str, glue: str, overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
@@ -68,7 +69,7 @@ def compose(task: str, glue: str, *overrides: str):
                                                   *overrides])
 
 
-def sweeper_arm(task: str, glue: str, budget: float) -> dict:
+def sweeper_arm(task: str, glue: str, budget: float, overrides: list[str]) -> dict:
     """Run (or resume) the CLI's study with its defaults and the budget; its pick is the study's best trial."""
     import optuna
 
@@ -79,7 +80,7 @@ def sweeper_arm(task: str, glue: str, budget: float) -> dict:
     cmd = [sys.executable, "-m", "sweeper", f"task={task}", f"data_dir={glue}", f"out_dir={out}",
            f"task.selection_size={SELECTION}", f"study.budget_epochs={budget:g}", f"study.name={name}",
            f"study.storage={storage}", "verdict.top=0", "train.progress=false", "study.progress=log",
-           f"hydra.run.dir={out}/hydra"]
+           f"hydra.run.dir={out}/hydra", *overrides]
     out.mkdir(parents=True, exist_ok=True)
     with (out / "sweeper.log").open("a") as log:
         subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
@@ -174,9 +175,9 @@ def run(args) -> None:
                                                      for r in rows)]
             if not todo:
                 continue
-            objective = Objective(compose(task, glue), RUNS / task / "objective")
+            objective = Objective(compose(task, glue, args.override), RUNS / task / "objective")
             if arm == "sweeper":
-                pick = sweeper_arm(task, glue, args.budget_epochs)
+                pick = sweeper_arm(task, glue, args.budget_epochs, args.override)
             elif arm == "trainer":
                 pick = trainer_arm(task, glue, args.budget_epochs, objective)
             else:
@@ -223,6 +224,7 @@ def report(rows: list[dict], tasks: list[str]) -> None:
 
 
 def main() -> None:
+    global RUNS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=["mrpc", "rte", "cola"])
     p.add_argument("--arms", nargs="+", default=["course", "sweeper", "trainer"],
@@ -230,8 +232,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     p.add_argument("--budget-epochs", type=float, default=9.0)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "compute.csv")
+    p.add_argument("--runs", type=Path, default=RUNS, help="the arms' studies and logs (resumed from there)")
+    p.add_argument("--override", nargs="*", default=[], help="config overrides for every arm (tests: model=tiny)")
     p.add_argument("--report-only", action="store_true", help="print the table of the rows there, train nothing")
     args = p.parse_args()
+    RUNS = args.runs
     if not args.report_only:
         run(args)
     report(read(args.out), args.tasks)
