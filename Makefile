@@ -40,7 +40,7 @@ bench: setup
 	$(PY) bench/throughput.py
 
 bench-search: setup
-	$(PY) bench/search.py --train-samples 1000 --seeds 0 1
+	$(PY) bench/compute.py
 
 clean:
 	rm -rf outputs/hydra outputs/*.db* outputs/*-*/ outputs/summary.csv

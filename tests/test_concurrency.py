@@ -1,6 +1,7 @@
-"""Workers started together on one study leave exactly study.n_trials finished trials and one reference
-trial: the study's runner (sweeper.study.run) in real processes on real SQLite files and PostgreSQL, each
-trial a quick objective (the race is in counting and creating trials, not in training), many rounds."""
+"""Workers started together on one study leave exactly study.n_trials finished trials and each entry of
+the start-up portfolio once: the study's runner (sweeper.study.run) in real processes on real SQLite files
+and PostgreSQL, each trial a quick objective (the race is in counting and creating trials, not in
+training), many rounds."""
 import os
 import subprocess
 import sys
@@ -70,8 +71,11 @@ def check_exact(storage: str, name: str) -> None:
     states = [t.state for t in trials]
     assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == N_TRIALS, states
     assert TrialState.RUNNING not in states and TrialState.WAITING not in states, states
-    reference = {"lr": 5e-5, "epochs": 3, "batch_size": 8}
-    assert sum(t.params == reference for t in trials) == 1, [t.params for t in trials]
+    from conftest import compose_config
+    from sweeper.study.run import portfolio
+
+    for entry in portfolio(compose_config("model=tiny").search):  # the start-up portfolio, each once
+        assert sum(t.params == entry for t in trials) == 1, [t.params for t in trials]
     assert len({t.number for t in trials}) == len(trials)
 
 
