@@ -17,6 +17,27 @@ def test_every_task_model_optimizer_composes(compose_cfg, task, model, optimizer
     assert cfg.task.objective in cfg.task.metrics
 
 
+@pytest.mark.parametrize("sampler", choices("sampler"))
+def test_every_sampler_instantiates_with_the_study_seed(compose_cfg, sampler):
+    import optuna
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(f"sampler={sampler}")
+    validate(cfg)
+    assert isinstance(instantiate(cfg.sampler, seed=7), optuna.samplers.BaseSampler)
+
+
+def test_an_unknown_sampler_is_refused_with_the_allowed_ones(compose_cfg):
+    with pytest.raises(ConfigError, match=r"sampler._target_=optuna.samplers.NSGAIISampler; allowed: \['optuna"):
+        validate(compose_cfg("sampler._target_=optuna.samplers.NSGAIISampler"))
+
+
+def test_optunas_epoch_pruners_name_the_fix_with_reports_in_samples(compose_cfg):
+    with pytest.raises(ConfigError, match=r"pruner.min_resource=1 with train.evals_per_epoch=3: .*"
+                                          r"allowed: train.evals_per_epoch=1"):
+        validate(compose_cfg("pruner=hyperband"))
+
+
 @pytest.mark.parametrize("pruner", choices("pruner"))
 def test_every_pruner_instantiates(compose_cfg, pruner):
     import optuna
