@@ -17,7 +17,6 @@ or on a GPU machine. Prints per task each arm's mean +- std, its search compute,
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import statistics
@@ -32,26 +31,16 @@ sys.path.insert(0, str(ROOT))
 
 FIELDS = ["task", "arm", "seed", "lr", "epochs", "batch_size", "search_epochs", "search_trials", "search_value",
           "objective", "value", "train_size", "train_seconds"]
+import rows as rows_file  # noqa: E402  (bench/rows.py)
+from rows import read  # noqa: E402
+
 COURSE = {"lr": 5e-5, "epochs": 3, "batch_size": 8}
 SELECTION = 0.2
 RUNS = ROOT / "bench" / "runs"
 
 
-def read(out: Path) -> list[dict]:
-    if not out.exists():
-        return []
-    with out.open() as f:
-        return list(csv.DictReader(f))
-
-
 def append(out: Path, row: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    new = not out.exists()
-    with out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    rows_file.append(out, FIELDS, row)
     print({k: row[k] for k in ("task", "arm", "seed", "lr", "epochs", "batch_size", "value", "search_epochs")},
           flush=True)
 

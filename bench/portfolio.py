@@ -1,7 +1,7 @@
 """Measure start-up configurations across the GLUE tasks here, to choose the portfolio a new study starts from
 (conf/search/default.yaml, search.portfolio).
 
-    python bench/portfolio.py [--tasks mrpc rte cola sst2 stsb] [--train 1000] [--select 400] [--seed 42]
+    python bench/portfolio.py [--tasks mrpc rte cola sst2] [--train 1000] [--select 400] [--seed 42]
 
 Each candidate is trained on --train examples of a task's training split and scored on --select other training
 examples (a selection split, as task.selection_size holds out): no validation example is ever used here, so the
@@ -12,7 +12,6 @@ the table: per task each candidate's score and its gap to the task's best; then 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -23,6 +22,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import rows as rows_file  # noqa: E402  (bench/rows.py)
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from sweeper.config import CONF_DIR, register  # noqa: E402
@@ -40,10 +40,7 @@ def key(task: str, lr: float, epochs: int, batch_size: int) -> tuple:
 
 
 def done(out: Path) -> dict[tuple, dict]:
-    if not out.exists():
-        return {}
-    with out.open() as f:
-        return {key(r["task"], r["lr"], r["epochs"], r["batch_size"]): r for r in csv.DictReader(f)}
+    return {key(r["task"], r["lr"], r["epochs"], r["batch_size"]): r for r in rows_file.read(out)}
 
 
 def measure(args, rows: dict) -> None:
@@ -69,12 +66,7 @@ def measure(args, rows: dict) -> None:
                    "objective": name, "value": round(history[-1][name], 4),
                    "train_samples": int(history[-1].get("train_samples", 0)),
                    "train_seconds": round(sum(h["train_seconds"] for h in history), 1)}
-            new = not args.out.exists()
-            with args.out.open("a", newline="") as f:
-                writer = csv.DictWriter(f, FIELDS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            rows_file.append(args.out, FIELDS, row)
             rows[key(task, lr, epochs, batch_size)] = row
             print(row, flush=True)
 
@@ -98,7 +90,7 @@ def rank(rows: dict, tasks: list[str]) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--tasks", nargs="+", default=["mrpc", "rte", "cola", "sst2", "stsb"])
+    p.add_argument("--tasks", nargs="+", default=["mrpc", "rte", "cola", "sst2"])
     p.add_argument("--model", default="minilm")
     p.add_argument("--train", type=int, default=1000)
     p.add_argument("--select", type=int, default=400)

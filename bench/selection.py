@@ -10,7 +10,6 @@ against the pooled standard deviation (the verdict's rule for "more than the see
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -21,6 +20,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import rows as rows_file  # noqa: E402  (bench/rows.py)
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from sweeper.config import CONF_DIR, register  # noqa: E402
@@ -31,10 +31,7 @@ FIELDS = ["task", "selection_size", "seed", "train_size", "objective", "value", 
 
 
 def done(out: Path) -> dict[tuple, dict]:
-    if not out.exists():
-        return {}
-    with out.open() as f:
-        return {(r["task"], float(r["selection_size"]), int(r["seed"])): r for r in csv.DictReader(f)}
+    return {(r["task"], float(r["selection_size"]), int(r["seed"])): r for r in rows_file.read(out)}
 
 
 def main() -> None:
@@ -68,12 +65,7 @@ def main() -> None:
             row = {"task": args.task, "selection_size": size, "seed": seed, "train_size": len(data.train),
                    "objective": name, "value": round(history[-1][name], 4),
                    "train_seconds": round(sum(h["train_seconds"] for h in history), 1)}
-            new = not args.out.exists()
-            with args.out.open("a", newline="") as f:
-                writer = csv.DictWriter(f, FIELDS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            rows_file.append(args.out, FIELDS, row)
             rows[(args.task, size, seed)] = row
             print(row, flush=True)
     arms = {}

@@ -1,0 +1,24 @@
+"""Benchmark results as CSV rows appended one at a time, so a long benchmark can stop and go on: its rerun reads
+the rows there and skips what they cover."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def read(out: Path) -> list[dict]:
+    if not out.exists():
+        return []
+    with out.open() as f:
+        return list(csv.DictReader(f))
+
+
+def append(out: Path, fields: list[str], row: dict) -> None:
+    """Append `row` to `out` (the header first, for a new file); flushed when this returns."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = not out.exists()
+    with out.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
