@@ -43,7 +43,7 @@ def copied(created, tmp_path):
 
 @pytest.mark.parametrize("change,named", [
     (["task.max_train_samples=48"], "task.max_train_samples: stored 64, now 48"),
-    (["search.lr.high=5e-5"], "search.lr.high: stored 0.0001, now 5e-05"),
+    (["search.lr.high=5e-5"], "search.lr.high: stored 0.0002, now 5e-05"),
     (["optimizer=adamw-warmup"], "optimizer.name: stored adamw, now adamw-warmup; "
                                  "optimizer.warmup_ratio: stored 0.0, now 0.1"),
     (["model.path=/tmp/another-model"], "model.path: stored /"),
@@ -91,5 +91,5 @@ def test_an_accepted_change_resumes_and_is_recorded(copied):
     assert result.returncode == 0, result.stderr[-3000:]
     study = load(storage, "mrpc-tiny")
     assert len(study.trials) == 2 and study.user_attrs["pruner"] == {"_target_": "optuna.pruners.NopPruner"}
-    assert "from trial 1: pruner._target_: sweeper.study.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner" in \
+    assert "from trial 1: pruner._target_: sweeper.study.pruning.PlateauHalvingPruner -> optuna.pruners.NopPruner" in \
         study.user_attrs["changes"]

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 # Trials slow enough to be caught mid-epoch (about 3 s an epoch for the tiny model), all alike.
 SLOW = ["model=tiny", "task.max_train_samples=2000", "task.max_eval_samples=32", "train.progress=false",
         "search.epochs.low=3", "search.epochs.high=3", "search.batch_size=[8]",
-        "study.heartbeat_interval=1", "study.grace_period=2"]
+        "study.heartbeat_interval=1", "study.grace_period=2",
+        "train.evals_per_epoch=1", "study.budget_epochs=null"]  # epoch steps and counted trials, as the asserts read
 
 
 def args(tmp_path, glue_dir, *extra):

@@ -60,7 +60,7 @@ def load_study(storage, cfg) -> optuna.Study:
     with study_lock(storage, cfg.study.name):  # workers starting together on a new study: one portfolio
         n = len(study.get_trials(deepcopy=False))
         if n == 0 and cfg.search.enqueue_portfolio:
-            for params in portfolio(cfg.search):
+            for params in portfolio(cfg.search)[:cfg.study.n_trials]:  # no queued trial beyond the target
                 study.enqueue_trial(params, skip_if_exists=True)
     study.sampler = instantiate(cfg.sampler, seed=sampler_seed(cfg.seed, cfg.study.name, n, cfg.get("worker", 0)))
     return study
