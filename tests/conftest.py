@@ -16,7 +16,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 # A tiny but complete sweep: the CLI's own configs, with the model, data and trial count shrunk.
 TINY = ["model=tiny", "task.max_train_samples=64", "task.max_eval_samples=32", "train.progress=false",
-        "study.budget_epochs=null"]  # trial counts as the tests set them (test_budget.py: the budget)
+        "study.budget_epochs=null",  # trial counts as the tests set them (test_budget.py: the budget)
+        "search.portfolio=[{lr:5e-5,epochs:3,batch_size:8}]"]  # one queued start, the course settings (as trial 0)
 
 
 @pytest.fixture(scope="session")

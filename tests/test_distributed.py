@@ -56,7 +56,7 @@ def test_a_two_process_sweep_matches_a_one_process_sweep(tmp_path, glue_dir):
     trials = {n: load(f"sqlite:///{tmp_path}/{n}.db", "mrpc-tiny").trials for n in ("one", "two")}
     for n, ts in trials.items():
         assert [t.state for t in ts] == [TrialState.COMPLETE] * 2, n
-        assert [len(t.intermediate_values) for t in ts] == [2, 2], n  # one report per epoch, from rank 0 only
+        assert [len(t.intermediate_values) for t in ts] == [6, 6], n  # three reports per epoch, from rank 0 only
         assert [t.user_attrs["eval_samples"] for t in ts] == [32, 32], n  # the validation set once, not twice
     assert [t.params for t in trials["one"]] == [t.params for t in trials["two"]]  # same seed, same proposals
     assert log.count("] - trial 0: lr=") == 1  # rank 1 follows silently: rank 0 alone asks the study
@@ -66,6 +66,7 @@ def test_a_killed_two_process_trial_resumes_from_its_checkpoint(tmp_path, glue_d
     storage = f"sqlite:///{tmp_path}/s.db"
     command = [*SWEEP, "study.n_trials=1", "search.batch_size=[8]", "task.max_train_samples=1500",
                "search.epochs.low=3", "search.epochs.high=3", "study.heartbeat_interval=1", "study.grace_period=2",
+               "train.evals_per_epoch=1",  # its checks read epoch steps
                f"study.storage={storage}", f"out_dir={tmp_path}", f"data_dir={glue_dir}"]
     run = torchrun(*command, log=tmp_path / "killed.log")
     checkpoint = tmp_path / "mrpc-tiny" / "checkpoints" / "trial-0"

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 SLOW = ["model=tiny", "task.max_train_samples=2000", "task.max_eval_samples=32", "train.progress=false",
         "search.epochs.low=3", "search.epochs.high=3", "search.batch_size=[8]",
         "study.heartbeat_interval=1", "study.grace_period=2",
-        "train.evals_per_epoch=1", "study.budget_epochs=null"]  # epoch steps and counted trials, as the asserts read
+        "train.evals_per_epoch=1", "study.budget_epochs=null",  # epoch steps and counted trials, as the asserts read
+        "search.portfolio=[{lr:5e-5,epochs:3,batch_size:8}]"]  # one queued start: the course settings
 
 
 def args(tmp_path, glue_dir, *extra):

@@ -9,7 +9,7 @@ from conftest import TINY, cli, load
 
 pytestmark = pytest.mark.slow
 ONE_EPOCH = ["search.epochs.high=1", "search.reference.epochs=1", "search.batch_size=[16]",
-             "search.reference.batch_size=16"]
+             "search.reference.batch_size=16", "search.portfolio=[{lr:5e-5,epochs:1,batch_size:16}]"]
 
 
 @pytest.mark.parametrize("train,error", [

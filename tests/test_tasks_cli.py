@@ -9,7 +9,7 @@ from conftest import TINY, cli, load
 pytestmark = pytest.mark.slow
 # One reference trial of one epoch per study: four studies in one CLI run stay within minutes on 2 busy cores.
 ONE_EPOCH = ["study.n_trials=1", "search.epochs.high=1", "search.reference.epochs=1", "search.batch_size=[16]",
-             "search.reference.batch_size=16"]
+             "search.reference.batch_size=16", "search.portfolio=[{lr:5e-5,epochs:1,batch_size:16}]"]
 
 
 def test_multirun_over_cola_stsb_rte_wnli(tmp_path, glue_dir):
@@ -24,7 +24,8 @@ def test_multirun_over_cola_stsb_rte_wnli(tmp_path, glue_dir):
         assert [t.state.name for t in study.trials] == ["COMPLETE"], task
         for t in study.trials:
             assert t.value == t.user_attrs[metric] and -1 <= t.value <= 1
-            assert t.intermediate_values == {0: t.value}  # reported to the pruner
+            assert sorted(t.intermediate_values) == [16, 48, 64]  # reported to the pruner, 3 times in the epoch
+            assert t.intermediate_values[64] == t.value  # the epoch's end: the whole split
         assert f"study {task}-tiny: 1 complete, 0 pruned, 0 failed" in result.stdout
     assert {"pearson", "spearman", "mse"} <= set(load(storage, "stsb-tiny").trials[0].user_attrs)
 
@@ -47,7 +48,7 @@ def test_own_dataset_as_a_multi_objective_study(tmp_path):
     study = load(storage, "reviews-tiny")
     assert study.metric_names == ["accuracy", "total_train_seconds"]  # optuna-dashboard's axis names
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
-    assert "pruner PlateauMedianPruner is off" in result.stdout
+    assert "pruner PlateauHalvingPruner is off" in result.stdout
     assert "Pareto front (accuracy maximize, total_train_seconds minimize)" in result.stdout
     table = pd.read_csv(tmp_path / "reviews-tiny" / "trials.csv")
     assert len(table) == 2 and set(table.loc[table.pareto, "number"]) == {t.number for t in study.best_trials}
