@@ -140,10 +140,10 @@ def test_an_accepted_change_becomes_the_definition_and_is_noted(compose_cfg, cap
         load_study(open_storage(changed.study), changed)
     now = attrs(cfg)
     assert stored(now) == definition(changed)
-    change = "from trial 3: pruner._target_: sweeper.study.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner"
+    change = "from trial 1: pruner._target_: sweeper.study.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner"
     assert change in now["changes"]
-    assert "from trial 3: search.epochs.high: 3 -> 2" in now["changes"]  # after the portfolio's 3
-    assert "mrpc-tiny: study.accept lets these change from trial 3 on: search.epochs.high: 3 -> 2; " in caplog.text
+    assert "from trial 1: search.epochs.high: 3 -> 2" in now["changes"]  # after the queued start
+    assert "mrpc-tiny: study.accept lets these change from trial 1 on: search.epochs.high: 3 -> 2; " in caplog.text
     with pytest.raises(ConfigError, match="pruner._target_: stored optuna.pruners.NopPruner, now "):
         load_study(open_storage(cfg.study), cfg)  # the old command is now the different one
 
