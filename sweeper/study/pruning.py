@@ -83,7 +83,7 @@ class PlateauHalvingPruner(optuna.pruners.BasePruner):
             return False
         progress = epochs_done(trial, step, train_size)
         rung = self.rung_reached(progress)
-        if progress is None or rung is None or progress >= trial.params.get("epochs", float("inf")) * RUNG_SLACK:
+        if rung is None or progress >= trial.params.get("epochs", float("inf")) * RUNG_SLACK:  # None: no progress known
             return False
         mine = value_at_rung(trial, self.rung_epochs(rung), train_size)
         if mine is None or mine[0] != step:  # decided at an earlier report of this rung: it went on then
