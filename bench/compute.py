@@ -11,7 +11,8 @@ the rest of the training split (evaluation counts a third of a training sample, 
   until its trials trained the same budget (its last trial may overshoot: the comparison then favours it);
 - course:  the course settings (lr 5e-5, 3 epochs, batch 8), no search.
 Each arm's pick is trained with --seeds on the same training examples and scored on the validation split. One row
-per (task, arm, seed) is appended to --out as it ends; a rerun skips rows there (and reuses a run of the same
+per (task, arm, seed) is appended to --out as it ends, and each search's pick to --out's -picks.csv as the search
+ends; a rerun skips rows there and trains a recorded pick without searching again (and reuses a run of the same
 configuration and seed another arm already paid for), so the benchmark runs across sessions, in the background,
 or on a GPU machine. Prints per task each arm's mean +- std, its search compute, and the targets of issue #18."""
 from __future__ import annotations
@@ -29,8 +30,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-FIELDS = ["task", "arm", "seed", "lr", "epochs", "batch_size", "search_epochs", "search_trials", "search_value",
-          "objective", "value", "train_size", "train_seconds"]
+PICK = ["task", "arm", "lr", "epochs", "batch_size", "search_epochs", "search_trials", "search_value"]
+FIELDS = [*PICK[:2], "seed", *PICK[2:], "objective", "value", "train_size", "train_seconds"]
 import rows as rows_file  # noqa: E402  (bench/rows.py)
 from rows import read  # noqa: E402
 
@@ -43,6 +44,17 @@ def append(out: Path, row: dict) -> None:
     rows_file.append(out, FIELDS, row)
     print({k: row[k] for k in ("task", "arm", "seed", "lr", "epochs", "batch_size", "value", "search_epochs")},
           flush=True)
+
+
+def picks_file(out: Path) -> Path:
+    """Where each finished search's pick is kept (beside --out), so its seeds can be trained in a later session
+    even when the search's study (git-ignored, under --runs) is gone."""
+    return out.with_name(f"{out.stem}-picks.csv")
+
+
+def recorded_pick(out: Path, task: str, arm: str) -> dict | None:
+    row = next((r for r in read(picks_file(out)) if r["task"] == task and r["arm"] == arm), None)
+    return {k: row[k] for k in PICK[2:]} if row else None
 
 
 def compose(task: str, glue: str, overrides: list[str]):
@@ -165,12 +177,15 @@ def run(args) -> None:
             if not todo:
                 continue
             objective = Objective(compose(task, glue, args.override), RUNS / task / "objective")
-            if arm == "sweeper":
-                pick = sweeper_arm(task, glue, args.budget_epochs, args.override)
-            elif arm == "trainer":
-                pick = trainer_arm(task, glue, args.budget_epochs, objective)
-            else:
-                pick = {**COURSE, "search_value": "", "search_epochs": 0, "search_trials": 0}
+            pick = recorded_pick(args.out, task, arm)
+            if pick is None:
+                if arm == "sweeper":
+                    pick = sweeper_arm(task, glue, args.budget_epochs, args.override)
+                elif arm == "trainer":
+                    pick = trainer_arm(task, glue, args.budget_epochs, objective)
+                else:
+                    pick = {**COURSE, "search_value": "", "search_epochs": 0, "search_trials": 0}
+                rows_file.append(picks_file(args.out), PICK, {"task": task, "arm": arm, **pick})
             for seed in todo:
                 known = same_run(read(args.out), task, pick, seed)
                 result = ({k: known[k] for k in ("objective", "value", "train_size", "train_seconds")} if known
