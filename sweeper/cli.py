@@ -142,7 +142,9 @@ def sweep(cfg: DictConfig) -> float | None:
             return run_retrain(cfg)
         distributed.init()
         if not distributed.is_leader():
-            return distributed.follow(cfg)  # trains rank 0's trials; only rank 0 talks to the study
+            from sweeper.study.follower import follow
+
+            return follow(cfg)  # trains rank 0's trials; only rank 0 talks to the study
         try:
             return run_study(cfg)
         finally:

@@ -1,13 +1,13 @@
 """What the ranks of a data-parallel trial share (`torchrun --nproc_per_node N -m sweeper ...` or
 `accelerate launch --num_processes N -m sweeper ...`): rank 0 alone talks to the study (asks, reports,
-prunes, finishes); the others follow it, receiving each trial's hyperparameters and every epoch's
-prune decision over a gloo group of their own. One process (WORLD_SIZE unset or 1): all of it is a no-op."""
+prunes, finishes); the others follow it (sweeper/study/follower.py), receiving each trial's hyperparameters
+and every epoch's prune decision over a gloo group of their own. One process (WORLD_SIZE unset or 1): all of
+it is a no-op."""
 from __future__ import annotations
 
 import logging
 import os
 from datetime import timedelta
-from pathlib import Path
 
 from sweeper.config import ConfigError
 
@@ -101,46 +101,6 @@ def lost_peer(error: BaseException) -> bool:
 
     return isinstance(error, dist.DistError) or any(
         s in str(error) for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
-
-
-def follow_decision(epoch: int, metrics: dict) -> None:
-    """A follower's on_epoch_end: rank 0's decision on the epoch."""
-    import optuna
-
-    decision = share()
-    if decision is not None:
-        kind, reason = decision
-        if kind == "pruned":
-            raise optuna.TrialPruned(reason)
-        raise RuntimeError(f"rank 0 failed the trial: {reason}")
-
-
-def follow(cfg) -> None:
-    """A rank other than 0: train every trial rank 0 starts, until it says the study is done."""
-    import optuna
-
-    from sweeper.study.objective import Objective
-    from sweeper.train import checkpoints
-
-    if share() is None:
-        return  # rank 0 found the study complete: nothing to train
-    objective = Objective(cfg, Path(cfg.out_dir) / cfg.study.name)
-    while (job := share()) is not None:
-        hp, resume, number = job
-        try:
-            objective.fit(hp, cfg.seed, follow_decision, checkpoint=checkpoints.trial_dir(objective.checkpoint_root,
-                                                                                         number), resume=resume,
-                          on_evaluate=follow_decision)  # rank 0 decides within epochs too
-        except optuna.TrialPruned:
-            pass
-        except Exception as e:
-            if lost_peer(e):
-                raise
-            # Rank 0 met the same failure (a NaN loss reaches every rank through the gradients) and
-            # fails the trial; wait for its next one, as it does.
-            log.warning("trial %d failed on rank %s: %s", number, os.environ.get("RANK"), e)
-        finally:
-            objective.release()
 
 
 def finish() -> None:
