@@ -14,15 +14,15 @@ from sweeper.train.metrics import trivial_value
 TRIVIAL_F1 = 0.8122  # MRPC validation: every pair predicted "equivalent"
 
 
-def run(study, epochs: int, values: list[float]) -> TrialState:
+def run(study, epochs: int, values: list[float], metric: str = "f1", trivial: float = TRIVIAL_F1) -> TrialState:
     """One trial of `epochs` epochs reporting `values` per epoch, as sweeper's objective does."""
     study.enqueue_trial({"epochs": epochs})
 
     def objective(trial):
         trial.suggest_int("epochs", 1, 3)
-        trial.set_user_attr(TRIVIAL, TRIVIAL_F1)
+        trial.set_user_attr(TRIVIAL, trivial)
         for epoch, value in enumerate(values):
-            report_epoch(trial, "f1", epoch, {"f1": value})
+            report_epoch(trial, metric, epoch, {metric: value})
         return values[-1]
 
     study.optimize(objective, n_trials=1)
@@ -60,6 +60,20 @@ def test_trials_are_compared_only_with_trials_of_the_same_epochs(study):
     assert run(study, 3, [0.83, 0.86, 0.88]) == TrialState.COMPLETE
     assert run(study, 3, [0.84, 0.87, 0.89]) == TrialState.COMPLETE
     assert run(study, 3, [0.825, 0.85, 0.89]) == TrialState.PRUNED  # below the two 3-epoch trials' median
+
+
+def test_a_minimized_objective_has_its_plateau_above_and_its_median_the_right_way_round(tmp_path):
+    """STS-B with objective mse: lower is better, and the mean prediction's mse is the plateau."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/m.db", direction="minimize",
+                                pruner=PlateauMedianPruner(n_startup_trials=2, n_warmup_steps=0, plateau_margin=0.01))
+    trivial_mse = 2.3
+    for _ in range(2):
+        assert run(study, 3, [1.0, 0.8, 0.6], "mse", trivial_mse) == TrialState.COMPLETE
+    # Still predicting the mean after two epochs: not judged yet, though worse than the median.
+    assert run(study, 3, [trivial_mse, trivial_mse - 0.005, 0.5], "mse", trivial_mse) == TrialState.COMPLETE
+    # Learned, but less than its peers (a higher mse at epoch 0): pruned there.
+    assert run(study, 3, [1.2, 0.9, 0.5], "mse", trivial_mse) == TrialState.PRUNED
+    assert study.trials[-1].last_step == 0
 
 
 def test_no_decision_before_the_warm_up(tmp_path):

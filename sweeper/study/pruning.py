@@ -39,7 +39,7 @@ class PlateauMedianPruner(optuna.pruners.BasePruner):
             return False
         value = trial.intermediate_values[step]
         trivial = trial.user_attrs.get(TRIVIAL)
-        if trivial is not None and value <= trivial + self.plateau_margin:
+        if trivial is not None and plateau(value, trivial, self.plateau_margin, study.direction):
             return False
         epochs, unit = trial.params.get("epochs"), trial.user_attrs.get(STEP_UNIT)
         peers = [value_at(t, step)
