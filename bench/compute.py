@@ -10,7 +10,9 @@ the rest of the training split (evaluation counts a third of a training sample, 
 - trainer: Trainer.hyperparameter_search(backend="optuna") with its default space and sampler, one trial at a time
   until its trials trained the same budget (its last trial may overshoot: the comparison then favours it);
 - course:  the course settings (lr 5e-5, 3 epochs, batch 8), no search.
-Each arm's pick is trained with --seeds on the same training examples and scored on the validation split. One row
+Every arm computes in --precision (fp32 by default: the same figures on any machine; rows of another precision
+are compared only with each other). Each arm's pick is trained with --seeds on the same training examples and
+scored on the validation split. One row
 per (task, arm, seed) is appended to --out as it ends, and each search's pick to --out's -picks.csv as the search
 ends; a rerun skips rows there and trains a recorded pick without searching again (and reuses a run of the same
 configuration and seed another arm already paid for), so the benchmark runs across sessions, in the background,
@@ -30,8 +32,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PICK = ["task", "arm", "lr", "epochs", "batch_size", "search_epochs", "search_trials", "search_value"]
-FIELDS = [*PICK[:2], "seed", *PICK[2:], "objective", "value", "train_size", "train_seconds"]
+PICK = ["task", "arm", "precision", "lr", "epochs", "batch_size", "search_epochs", "search_trials", "search_value"]
+FIELDS = [*PICK[:3], "seed", *PICK[3:], "objective", "value", "train_size", "train_seconds"]
 import rows as rows_file  # noqa: E402  (bench/rows.py)
 from rows import read  # noqa: E402
 
@@ -52,9 +54,10 @@ def picks_file(out: Path) -> Path:
     return out.with_name(f"{out.stem}-picks.csv")
 
 
-def recorded_pick(out: Path, task: str, arm: str) -> dict | None:
-    row = next((r for r in read(picks_file(out)) if r["task"] == task and r["arm"] == arm), None)
-    return {k: row[k] for k in PICK[2:]} if row else None
+def recorded_pick(out: Path, task: str, arm: str, precision: str) -> dict | None:
+    row = next((r for r in read(picks_file(out))
+                if (r["task"], r["arm"], r["precision"]) == (task, arm, precision)), None)
+    return {k: row[k] for k in PICK[3:]} if row else None
 
 
 def compose(task: str, glue: str, overrides: list[str]):
@@ -157,10 +160,11 @@ def revalidate(objective, pick: dict, seed: int) -> dict:
             "train_seconds": round(sum(h["train_seconds"] for h in history), 1)}
 
 
-def same_run(rows: list[dict], task: str, pick: dict, seed: int) -> dict | None:
+def same_run(rows: list[dict], task: str, precision: str, pick: dict, seed: int) -> dict | None:
     for r in rows:
-        if (r["task"] == task and int(r["seed"]) == seed and math.isclose(float(r["lr"]), float(pick["lr"]))
-                and int(r["epochs"]) == int(pick["epochs"]) and int(r["batch_size"]) == int(pick["batch_size"])):
+        if ((r["task"], r["precision"], int(r["seed"])) == (task, precision, seed)
+                and math.isclose(float(r["lr"]), float(pick["lr"]))
+                and (int(r["epochs"]), int(r["batch_size"])) == (int(pick["epochs"]), int(pick["batch_size"]))):
             return r
     return None
 
@@ -172,12 +176,12 @@ def run(args) -> None:
     for task in args.tasks:
         for arm in args.arms:
             rows = read(args.out)
-            todo = [s for s in args.seeds if not any(r["task"] == task and r["arm"] == arm and int(r["seed"]) == s
-                                                     for r in rows)]
+            todo = [s for s in args.seeds if not any((r["task"], r["arm"], r["precision"], int(r["seed"]))
+                                                     == (task, arm, args.precision, s) for r in rows)]
             if not todo:
                 continue
             objective = Objective(compose(task, glue, args.override), RUNS / task / "objective")
-            pick = recorded_pick(args.out, task, arm)
+            pick = recorded_pick(args.out, task, arm, args.precision)
             if pick is None:
                 if arm == "sweeper":
                     pick = sweeper_arm(task, glue, args.budget_epochs, args.override)
@@ -185,12 +189,14 @@ def run(args) -> None:
                     pick = trainer_arm(task, glue, args.budget_epochs, objective)
                 else:
                     pick = {**COURSE, "search_value": "", "search_epochs": 0, "search_trials": 0}
-                rows_file.append(picks_file(args.out), PICK, {"task": task, "arm": arm, **pick})
+                rows_file.append(picks_file(args.out), PICK,
+                                 {"task": task, "arm": arm, "precision": args.precision, **pick})
             for seed in todo:
-                known = same_run(read(args.out), task, pick, seed)
+                known = same_run(read(args.out), task, args.precision, pick, seed)
                 result = ({k: known[k] for k in ("objective", "value", "train_size", "train_seconds")} if known
                           else revalidate(objective, pick, seed))
-                append(args.out, {"task": task, "arm": arm, "seed": seed, **pick, **result})
+                append(args.out, {"task": task, "arm": arm, "precision": args.precision, "seed": seed, **pick,
+                                  **result})
 
 
 def report(rows: list[dict], tasks: list[str]) -> None:
@@ -198,16 +204,16 @@ def report(rows: list[dict], tasks: list[str]) -> None:
     print("| task | arm | pick (lr, epochs, batch) | search compute (epochs) | trials | re-validated mean +- std |")
     print("|---|---|---|---|---|---|")
     verdicts = []
-    for task in tasks:
+    for task, precision in dict.fromkeys((r["task"], r["precision"]) for r in rows if r["task"] in tasks):
         arms = {}
         for r in rows:
-            if r["task"] == task:
+            if (r["task"], r["precision"]) == (task, precision):
                 arms.setdefault(r["arm"], []).append(r)
         for arm, rs in arms.items():
             values = [float(r["value"]) for r in rs]
             m, s = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
             r0 = rs[0]
-            print(f"| {task} | {arm} | {float(r0['lr']):.2g}, {r0['epochs']}, {r0['batch_size']} | "
+            print(f"| {task} ({precision}) | {arm} | {float(r0['lr']):.2g}, {r0['epochs']}, {r0['batch_size']} | "
                   f"{float(r0['search_epochs']):.2f} | {r0['search_trials']} | {m:.4f} +- {s:.4f} "
                   f"({len(values)} seeds, {r0['objective']}) |")
             arms[arm] = (m, s, len(values))
@@ -217,7 +223,7 @@ def report(rows: list[dict], tasks: list[str]) -> None:
             best_of_all = all(me[0] >= v[0] for v in others.values())
             course = arms.get("course")
             beyond = course and me[0] - course[0] > math.sqrt((me[1] ** 2 + course[1] ** 2) / 2)
-            verdicts.append((task, best_of_all, bool(beyond)))
+            verdicts.append((f"{task} ({precision})", best_of_all, bool(beyond)))
     for task, best_of_all, beyond in verdicts:
         print(f"{task}: sweeper's pick at least as good as every other arm: {'met' if best_of_all else 'NOT met'}; "
               f"beats the course settings by more than the pooled std: {'yes' if beyond else 'no'}")
@@ -237,10 +243,15 @@ def main() -> None:
     p.add_argument("--budget-epochs", type=float, default=9.0)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "compute.csv")
     p.add_argument("--runs", type=Path, default=RUNS, help="the arms' studies and logs (resumed from there)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="every arm's arithmetic (train.precision); rows of one precision are compared with each other "
+                        "only. fp32, the default, computes the same on any machine; bf16 is faster where the CPU "
+                        "or GPU has it")
     p.add_argument("--override", nargs="*", default=[], help="config overrides for every arm (tests: model=tiny)")
     p.add_argument("--report-only", action="store_true", help="print the table of the rows there, train nothing")
     args = p.parse_args()
     RUNS = args.runs
+    args.override = [f"train.precision={'no' if args.precision == 'fp32' else args.precision}", *args.override]
     if not args.report_only:
         run(args)
     report(read(args.out), args.tasks)
