@@ -56,6 +56,31 @@ def test_time_left_is_what_is_left_times_the_mean_trial_less_what_runs_shared_am
     assert snapshot(study, 3, elapsed=3661).line().endswith("1:01:01 elapsed, done")
 
 
+def test_under_a_budget_time_left_is_what_the_budget_has_left_at_the_pace_so_far(tmp_path):
+    from sweeper.study import budget
+    from sweeper.study.budget import TRAIN
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/b.db", study_name="b", direction="maximize")
+    study.set_user_attr("train_size", 100)
+    study.set_user_attr("budget_epochs", 3)
+    for state, seconds, samples in ((TrialState.COMPLETE, 10, 100), (TrialState.PRUNED, 4, 40)):
+        t = trial(state, seconds, 0.8 if state == TrialState.COMPLETE else None)
+        t.user_attrs = {TRAIN: samples}
+        study.add_trial(t)
+    trials = study.get_trials()
+    # 140 of 300 samples in 14 trial seconds: 160 samples left at 0.1 s each
+    assert budget.seconds_left(trials, study.user_attrs, workers=1) == pytest.approx(16)
+    assert budget.seconds_left(trials, study.user_attrs, workers=2) == pytest.approx(8)
+    # 30 trials wanted at 7 s each would say 196 s: the budget ends the study first, and the line says so
+    line = snapshot(study, 30, elapsed=14).line()
+    assert line.endswith("budget 1.40/3 epochs, best value 0.8000 (trial 0), 0:00:14 elapsed, ~0:00:16 left"), line
+    study.set_user_attr("budget_minutes", 0.5)  # 30 trial seconds, 14 spent: the sooner budget counts
+    assert budget.seconds_left(study.get_trials(), study.user_attrs, workers=1) == pytest.approx(16)
+    study.set_user_attr("budget_minutes", 0.4)
+    assert budget.seconds_left(study.get_trials(), study.user_attrs, workers=1) == pytest.approx(10)
+    assert budget.seconds_left(trials, {"train_size": 100}, workers=1) is None  # no budget: n_trials alone
+
+
 def test_workers_of_one_study_show_the_same_progress(study, tmp_path):
     study.ask()  # running in this "worker"
     other = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")  # another worker's view

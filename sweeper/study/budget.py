@@ -71,6 +71,18 @@ def progress(trials, study_attrs: dict) -> str:
     return "budget " + ", ".join(parts) if parts else ""
 
 
+def seconds_left(trials, study_attrs: dict, workers: int, now: datetime | None = None) -> float | None:
+    """Wall seconds until the budget the study last ran with is spent, at the pace its trials have had so far
+    (trial seconds per counted sample), shared among the workers running; None without a budget or a pace."""
+    epochs, minutes = study_attrs.get("budget_epochs"), study_attrs.get("budget_minutes")
+    used, train_size, lefts = spent_by(trials, study_attrs, now), study_attrs.get("train_size"), []
+    if epochs is not None and train_size and used.samples > 0:
+        lefts.append(max(epochs * train_size - used.samples, 0.0) * used.minutes * 60 / used.samples)
+    if minutes is not None:
+        lefts.append(max(minutes - used.minutes, 0.0) * 60)
+    return min(lefts) / max(workers, 1) if lefts else None
+
+
 def reset(trial) -> None:
     """A retry starts from zero: what its predecessor computed is counted on the predecessor."""
     for name in (TRAIN, EVALUATED):

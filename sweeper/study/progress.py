@@ -101,8 +101,12 @@ def snapshot(study, target: int, elapsed: float, between_trials: bool = False) -
     running = sum(t.state == TrialState.RUNNING for t in trials)
     finished = sum(t.state in FINISHED for t in trials)
     workers = running + (1 if between_trials and finished < target else 0)
+    now = datetime.now()
+    # The budget usually ends the study before study.n_trials: the sooner of the two ends it.
+    lefts = [x for x in (seconds_left(trials, target, now, workers),
+                         budget.seconds_left(trials, study.user_attrs, workers, now)) if x is not None]
     return Snapshot(study.study_name, finished, target, running, best_text(study, trials), elapsed,
-                    seconds_left(trials, target, datetime.now(), workers), budget.progress(trials, study.user_attrs))
+                    min(lefts) if lefts else None, budget.progress(trials, study.user_attrs))
 
 
 class Watch:
