@@ -12,14 +12,15 @@ the rest of the training split (evaluation counts a third of a training sample, 
 - course:  the course settings (lr 5e-5, 3 epochs, batch 8), no search.
 Every arm computes in --precision (fp32 by default: the same figures on any machine; rows of another precision
 are compared only with each other). Each arm's pick is trained with --seeds on the same training examples and
-scored on the validation split. One row
-per (task, arm, seed) is appended to --out as it ends, and each search's pick to --out's -picks.csv as the search
-ends; a rerun skips rows there and trains a recorded pick without searching again (and reuses a run of the same
-configuration and seed another arm already paid for), so the benchmark runs across sessions, in the background,
-or on a GPU machine. Prints per task each arm's mean +- std, its search compute, and the targets of issue #18."""
+scored on the validation split. One row per (task, arm, precision, seed) is appended
+to --out as it ends, and each search's pick to --out's -picks.csv as the search ends; a rerun skips rows there and
+trains a recorded pick without searching again (and reuses a run of the same configuration, seed and precision
+another arm already paid for), so the benchmark runs across sessions, in the background, or on a GPU machine.
+Prints per task each arm's mean +- std, its search compute, and the targets of issue #18."""
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import statistics
@@ -173,6 +174,12 @@ def run(args) -> None:
     from sweeper.study.objective import Objective
 
     glue = os.environ.get("GLUE_DIR", str(ROOT.parent / "shared" / "data" / "glue"))
+
+    @functools.cache
+    def objective(task: str) -> Objective:
+        """The task's data tokenized and weights read once, for every arm, when an arm first trains in-process."""
+        return Objective(compose(task, glue, args.override), RUNS / task / "objective")
+
     for task in args.tasks:
         for arm in args.arms:
             rows = read(args.out)
@@ -180,13 +187,12 @@ def run(args) -> None:
                                                      == (task, arm, args.precision, s) for r in rows)]
             if not todo:
                 continue
-            objective = Objective(compose(task, glue, args.override), RUNS / task / "objective")
             pick = recorded_pick(args.out, task, arm, args.precision)
             if pick is None:
                 if arm == "sweeper":
                     pick = sweeper_arm(task, glue, args.budget_epochs, args.override)
                 elif arm == "trainer":
-                    pick = trainer_arm(task, glue, args.budget_epochs, objective)
+                    pick = trainer_arm(task, glue, args.budget_epochs, objective(task))
                 else:
                     pick = {**COURSE, "search_value": "", "search_epochs": 0, "search_trials": 0}
                 rows_file.append(picks_file(args.out), PICK,
@@ -194,7 +200,7 @@ def run(args) -> None:
             for seed in todo:
                 known = same_run(read(args.out), task, args.precision, pick, seed)
                 result = ({k: known[k] for k in ("objective", "value", "train_size", "train_seconds")} if known
-                          else revalidate(objective, pick, seed))
+                          else revalidate(objective(task), pick, seed))
                 append(args.out, {"task": task, "arm": arm, "precision": args.precision, "seed": seed, **pick,
                                   **result})
 
