@@ -89,3 +89,12 @@ def test_bad_within_epoch_settings_are_refused_in_one_line(compose_cfg):
     with pytest.raises(ConfigError, match=r"^pruner.min_resource=1 with train.evals_per_epoch=4: steps are then "):
         validate(compose_cfg(*TINY, "train.evals_per_epoch=4", "pruner=hyperband"))
     validate(compose_cfg(*TINY, "train.evals_per_epoch=4", "pruner=hyperband", "pruner.min_resource=16"))
+
+
+def test_an_objective_no_evaluation_within_an_epoch_measures_is_reported_at_epoch_ends(compose_cfg):
+    # The training loss is the epoch's, not the capped evaluation's: every trial failed on a KeyError before.
+    cfg = compose_cfg(*TINY, "study.objectives=[loss]", "study.n_trials=1", "train.evals_per_epoch=3")
+    run_study(cfg)
+    trial = load(cfg.study.storage, cfg.study.name).trials[0]
+    assert trial.state == TrialState.COMPLETE and "trivial_value" not in trial.user_attrs  # no plateau for a loss
+    assert sorted(trial.intermediate_values) == [64, 128, 192]  # the course settings' 3 epochs of 64 samples

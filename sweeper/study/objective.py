@@ -126,12 +126,16 @@ class Objective:
         def on_evaluate(step: int, metrics: dict) -> None:  # within an epoch (train.evals_per_epoch > 1)
             distributed.decide(steps.report_within_epoch, trial, objective, step, metrics)
 
+        # Evaluations within an epoch measure the task's metrics: an objective that is none of them (the training
+        # loss, seconds, an extra split's metric) is reported at epoch ends only.
+        within = on_evaluate if objective in cfg.task.metrics or len(self.objectives) > 1 else None
+
         # A multi-objective study has a Pareto front, not one best model to export.
         export = (lambda model: self.export_best(trial, model, last[objective])) if len(self.objectives) == 1 else None
         distributed.share((hp, resume, trial.number))  # the other ranks train it too (distributed.follow)
         with trial_run(cfg.train.report_to, cfg.out_dir, cfg.study.name, trial.number, trial.params,
                        pruned=optuna.TrialPruned) as on_log:  # one tracker run per trial (train.report_to)
-            history = self.fit(hp, cfg.seed, on_epoch_end, on_train_end=export, on_log=on_log, on_evaluate=on_evaluate,
+            history = self.fit(hp, cfg.seed, on_epoch_end, on_train_end=export, on_log=on_log, on_evaluate=within,
                                checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number), resume=resume)
         values = [history[-1][name] for name in self.objectives]
         return values[0] if len(values) == 1 else values

@@ -76,10 +76,14 @@ def improves(name: str, new: float, old: float) -> bool:
     return new < old if direction(name) == "minimize" else new > old
 
 
-def trivial_value(labels, objective: str) -> float:
+def trivial_value(labels, objective: str) -> float | None:
     """The objective of the best constant prediction (MRPC F1: 0.812, everything "equivalent"): what a
-    classifier that has learned nothing yet scores, and so no evidence for or against its hyperparameters."""
+    classifier that has learned nothing yet scores, and so no evidence for or against its hyperparameters.
+    None for an objective that is not a task metric of the evaluation split (loss, seconds: no plateau)."""
     import numpy as np
+
+    if objective not in METRICS:
+        return None
 
     labels = np.asarray(labels)
     return max(compute_metrics(labels, np.full_like(labels, c), [objective])[objective] for c in np.unique(labels))
