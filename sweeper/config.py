@@ -92,6 +92,13 @@ class Reference:
 
 
 @dataclass
+class ProbeConfig:  # "start many, stop early, continue some" as one bracket (sweeper/study/probes.py)
+    trials: int = 0  # the study's first trials stop after `epochs` of training; 0 = off
+    epochs: float = 1 / 3
+    keep: int = 2  # then the best this many are trained in full
+
+
+@dataclass
 class SearchConfig:
     lr: FloatRange = MISSING  # log-uniform
     epochs: IntRange = MISSING
@@ -99,6 +106,7 @@ class SearchConfig:
     enqueue_portfolio: bool = MISSING
     portfolio: list[Reference] = field(default_factory=list)  # a new study's first trials, in order
     reference: Reference = MISSING  # the course settings: the verdict's yardstick
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
 
 
 class Progress(str, Enum):
@@ -243,7 +251,14 @@ def validate(cfg) -> None:
         )
     if len(s.batch_size) == 0 or any(b < 1 for b in s.batch_size):
         raise ConfigError(f"search.batch_size={list(s.batch_size)}; need one or more sizes >= 1")
-    st = cfg.study
+    st, p = cfg.study, s.probe
+    if p.trials and not (p.epochs > 0 and 1 <= p.keep <= p.trials and p.trials + p.keep <= st.n_trials):
+        raise ConfigError(f"search.probe: trials={p.trials} epochs={p.epochs} keep={p.keep} with study.n_trials="
+                          f"{st.n_trials}; allowed: epochs > 0, 1 <= keep <= trials, trials + keep <= n_trials "
+                          "(or trials=0: off)")
+    if p.trials and len(st.objectives) > 1:
+        raise ConfigError(f"search.probe.trials={p.trials} with study.objectives={list(st.objectives)}: probes are "
+                          "ranked by one objective; allowed: search.probe.trials=0, or one objective")
     if st.n_trials < 1:
         raise ConfigError(f"study.n_trials={st.n_trials}; need an integer >= 1")
     if st.progress_every < 1:

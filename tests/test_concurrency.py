@@ -26,11 +26,12 @@ from pathlib import Path
 sys.path.insert(0, "tests")
 from conftest import compose_config
 from sweeper.study.storage import open_storage
+from sweeper.study import probes
 from sweeper.study.run import load_study, run_trials
 
 url, name, ready, go, n_trials = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
 cfg = compose_config("model=tiny", f"study.storage={url}", f"study.name={name}", f"study.n_trials={n_trials}",
-                     "study.heartbeat_interval=1", "study.grace_period=5", f"out_dir={ready.parent}")
+                     "study.heartbeat_interval=1", "study.grace_period=5", f"out_dir={ready.parent}", *sys.argv[6:])
 
 class Quick:
     trial = None
@@ -41,6 +42,7 @@ class Quick:
         trial.suggest_categorical("batch_size", list(cfg.search.batch_size))
         time.sleep(0.3)
         trial.report(lr * 1e4, 0)
+        probes.stop(trial, 0, lr * 1e4, None)  # a probe (search.probe) stops at its first report
         return lr * 1e4
     def release(self):
         self.trial = None
@@ -53,10 +55,11 @@ run_trials(study, Quick(), cfg, ready.parent / "checkpoints")
 """
 
 
-def run_together(url: str, name: str, signals) -> list[tuple[int, str]]:
+def run_together(url: str, name: str, signals, n_trials: int = N_TRIALS, *overrides: str) -> list[tuple[int, str]]:
     signals.mkdir()
     go, ready = signals / "go", [signals / f"ready-{i}" for i in range(WORKERS)]
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, name, str(r), str(go), str(N_TRIALS)], cwd=ROOT,
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, name, str(r), str(go), str(n_trials), *overrides],
+                              cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in ready]
     deadline = time.time() + 120
     while not all(r.exists() for r in ready) and time.time() < deadline:
@@ -97,3 +100,22 @@ def test_workers_started_together_on_postgresql_run_exactly_n_trials(tmp_path, r
         check_exact(POSTGRES, name)
     finally:
         optuna.delete_study(study_name=name, storage=POSTGRES)
+
+
+@pytest.mark.parametrize("round_", range(2))
+def test_workers_started_together_run_the_probe_bracket_once(tmp_path, round_):
+    # 4 probes, then the best 2 again in full, once each, whichever worker sees the last probe stop.
+    storage = f"sqlite:///{tmp_path}/c.db"
+    results = run_together(storage, "probes", tmp_path / "signals", 7, "search.probe.trials=4", "search.probe.keep=2")
+    assert [code for code, _ in results] == [0] * WORKERS, results
+    from sweeper.study.probes import CONTINUES, PROBE, ranked
+
+    study = load(storage, "probes")
+    trials = study.trials
+    assert [t.state for t in trials].count(TrialState.COMPLETE) + [t.state for t in trials].count(
+        TrialState.PRUNED) == 7 and len(trials) == 7, [t.state for t in trials]
+    probes = [t for t in trials if PROBE in t.user_attrs]
+    assert len(probes) == 4 and all(t.state == TrialState.PRUNED for t in probes)
+    continued = [t for t in trials if CONTINUES in t.user_attrs]
+    assert [t.user_attrs[CONTINUES] for t in continued] == [t.number for t in ranked(probes, study.direction)[:2]]
+    assert all(t.state == TrialState.COMPLETE and t.number > max(p.number for p in probes) for t in continued)

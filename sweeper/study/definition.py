@@ -26,11 +26,11 @@ SECTIONS = ("task", "data", "model", "optimizer", "search", "pruner", "train", "
 SEARCH_SPACE = ("lr", "epochs", "batch_size")  # the portfolio acts on an empty study only; reference on the verdict
 TRAIN_RESULTS = ("precision", "group_by_length", "cpu_fastpath")  # the rest is speed (compile) or display
 # Changes after which old and new trials still measure the same thing (same data, model, objective), so
-# study.accept may take them: when to prune, the lr or epochs range, same-math training switches, the same
-# weights found at another path (another venv). Not search.batch_size: Optuna fails every trial whose
+# study.accept may take them: when to prune (and stop probes), the lr or epochs range, same-math training
+# switches, the same weights found at another path (another venv). Not search.batch_size: Optuna fails every trial whose
 # categorical choices differ from the study's earlier ones.
-SAFE = ("pruner", "search.lr", "search.epochs", "train.precision", "train.group_by_length", "train.cpu_fastpath",
-        "optimizer.optimizer.fused", "model.path")
+SAFE = ("pruner", "search.probe", "search.lr", "search.epochs", "train.precision", "train.group_by_length",
+        "train.cpu_fastpath", "optimizer.optimizer.fused", "model.path")
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "optuna", "hydra-core")
 ABSENT = "(absent)"
 CREATOR_WAIT_S = 2.0  # a worker that created the study an instant ago is still storing its definition
@@ -50,6 +50,8 @@ def definition(cfg) -> dict[str, Any]:
     if flat.get("task.selection_size") is None:  # no selection split: the definition studies had before the key
         flat.pop("task.selection_size", None)
     flat.update(flatten("search", {k: plain(cfg.search[k]) for k in SEARCH_SPACE}))
+    if cfg.search.probe.trials:  # off: the definition studies had before the key
+        flat.update(flatten("search.probe", plain(cfg.search.probe)))
     flat.update(flatten("pruner", plain(cfg.pruner)))
     flat.update(flatten("train", {k: plain(cfg.train)[k] for k in TRAIN_RESULTS}))
     flat["data.content"] = data_content(cfg.task, cfg.data_dir)

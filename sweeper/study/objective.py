@@ -16,7 +16,7 @@ from sweeper.data.dataset import load_task
 from sweeper.results.artifacts import attach_best_model
 from sweeper.results.export import export_if_better
 from sweeper.scale import distributed
-from sweeper.study import budget, faults, steps
+from sweeper.study import budget, faults, probes, steps
 from sweeper.study.pruning import TRIVIAL
 from sweeper.train import checkpoints
 from sweeper.train.loop import Hparams, pad_multiple, resolve_precision, train
@@ -118,13 +118,19 @@ class Objective:
         # checkpoint trains no epoch and has only the checkpoint's.
         objective, last = self.objectives[0], dict(resumed[-1]) if resumed else {}  # the one reported
 
+        def then_probe(report):  # the report, then a probe's stop once it trained search.probe.epochs
+            def report_and_stop(step: int, metrics: dict) -> None:
+                report(trial, objective, step, metrics)
+                probes.stop(trial, step, metrics[objective], train_size)
+            return report_and_stop
+
         def on_epoch_end(epoch: int, metrics: dict) -> None:
             last.update(metrics)
             step = steps.epoch_end_step(epoch, k, train_size)
-            distributed.decide(report_epoch, trial, objective, step, metrics)  # the other ranks prune too
+            distributed.decide(then_probe(report_epoch), step, metrics)  # the other ranks prune too
 
         def on_evaluate(step: int, metrics: dict) -> None:  # within an epoch (train.evals_per_epoch > 1)
-            distributed.decide(steps.report_within_epoch, trial, objective, step, metrics)
+            distributed.decide(then_probe(steps.report_within_epoch), step, metrics)
 
         # Evaluations within an epoch measure the task's metrics: an objective that is none of them (the training
         # loss, seconds, an extra split's metric) is reported at epoch ends only.

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 TRIVIAL = "trivial_value"  # the trial user attribute the objective sets
+PROMOTED_AT = "promoted_at"  # a continued probe's user attribute: the step its probe stopped at (probes.py)
 STEP_UNIT = "step_unit"  # absent: steps are epochs; train_samples: within-epoch reports (sweeper/study/steps.py)
 
 
@@ -85,6 +86,8 @@ class PlateauHalvingPruner(optuna.pruners.BasePruner):
         rung = self.rung_reached(progress)
         if rung is None or progress >= trial.params.get("epochs", float("inf")) * RUNG_SLACK:  # None: no progress known
             return False
+        if step <= trial.user_attrs.get(PROMOTED_AT, -1):  # a continued probe (search.probe), judged up to there
+            return False  # with every probe already
         mine = value_at_rung(trial, self.rung_epochs(rung), train_size)
         if mine is None or mine[0] != step:  # decided at an earlier report of this rung: it went on then
             return False

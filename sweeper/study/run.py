@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
 from sweeper.results.report import summarize
-from sweeper.study import budget, faults
+from sweeper.study import budget, faults, probes
 from sweeper.study.definition import defined_study
 from sweeper.study.lock import study_lock
 from sweeper.study.progress import Watch, record_worker
@@ -100,7 +100,7 @@ def run_study(cfg) -> float | None:
     study = load_study(storage, cfg)
     study_dir = Path(cfg.out_dir) / cfg.study.name
     finished = count(study.get_trials(deepcopy=False), FINISHED)
-    spent = budget.reached(study, cfg.study, study.user_attrs.get("train_size"), verdict_share(cfg))
+    spent = budget_spent(study, cfg)
     if finished >= cfg.study.n_trials:
         log.info("study %s is complete: %d finished trials (study.n_trials=%d); nothing to run",
                  cfg.study.name, finished, cfg.study.n_trials)
@@ -120,6 +120,15 @@ def run_study(cfg) -> float | None:
     if verdict:  # the study's last word
         log.info("%s (per run: %s)", verdict["summary"], study_dir / "verdict.csv")
     return best
+
+
+def budget_spent(study: optuna.Study, cfg) -> str | None:
+    """Why the study's budget stops it (a line for the log); None while some is left, and while no trial has
+    completed: a budget smaller than the bracket of probes (search.probe) would leave a study of stopped probes and
+    no result, so trials start until one completes (the best probe continued, or any trial of another search)."""
+    if not count(study.get_trials(deepcopy=False), [TrialState.COMPLETE]):
+        return None
+    return budget.reached(study, cfg.study, study.user_attrs.get("train_size"), verdict_share(cfg))  # describe()
 
 
 def verdict_share(cfg) -> float:
@@ -170,7 +179,7 @@ def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> No
         checkpoints.prune(checkpoint_root, trials, best, cfg.study.keep_checkpoints.value)
 
     started = datetime.datetime.now()  # the failure limit counts the failures of this run only
-    claim_under_lock(study, target)
+    claim_under_lock(study, target, cfg.search.probe)
     with Watch(study, target, cfg.study.progress.value, cfg.study.progress_every) as watch:
         run_until_done(study, objective, cfg, checkpoint_root, [keep_checkpoints, watch], started)
 
@@ -183,8 +192,7 @@ def run_until_done(study: optuna.Study, objective, cfg, checkpoint_root: Path, c
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued for retry
         if count(study.get_trials(deepcopy=False), FINISHED) >= target:
             return
-        spent = budget.reached(study, cfg.study, study.user_attrs.get("train_size"),  # set by describe
-                               verdict_share(cfg))
+        spent = budget_spent(study, cfg)
         if spent:  # checked before each trial starts: one that started under budget runs to its end
             log.info("study %s: %s; no more trials start", cfg.study.name, spent)
             return
@@ -210,11 +218,12 @@ def run_until_done(study: optuna.Study, objective, cfg, checkpoint_root: Path, c
         check_failures(study.get_trials(deepcopy=False), cfg.study, since=started)
 
 
-def claim_under_lock(study: optuna.Study, target: int) -> None:
+def claim_under_lock(study: optuna.Study, target: int, probe=None) -> None:
     """Make study.optimize's `study.ask()` count the study's trials and start one atomically: under
     the study's lock, it starts a trial (a queued one first) only while finished + running trials are
-    fewer than `target`, else raises AllTrialsTaken. Everything else optimize does (heartbeat thread,
-    FAIL with the exception, PRUNED, callbacks) stays Optuna's."""
+    fewer than `target`, else raises AllTrialsTaken; with search.probe on, it also takes the bracket's
+    steps (sweeper/study/probes.py). Everything else optimize does (heartbeat thread, FAIL with the
+    exception, PRUNED, callbacks) stays Optuna's."""
     # The unwrapped ask, also when run_trials runs again on the same study object (bench/search.py):
     # a wrapper around the wrapper would take the lock twice and wait on itself.
     ask = study.__dict__.setdefault("_unlocked_ask", study.ask)
@@ -226,7 +235,14 @@ def claim_under_lock(study: optuna.Study, target: int) -> None:
             trials = backend.get_all_trials(study._study_id, deepcopy=False)
             if count(trials, (*FINISHED, TrialState.RUNNING)) >= target:
                 raise AllTrialsTaken
+            if probe is not None:
+                try:
+                    probes.before_ask(study, trials, probe)
+                except probes.ProbesRunning:  # the bracket's next step waits for the last probes
+                    raise AllTrialsTaken from None
             trial = ask(*args, **kwargs)
+            if probe is not None:
+                probes.after_ask(trial, trials, probe)
         record_worker(trial)
         return trial
 
