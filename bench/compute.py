@@ -2,6 +2,7 @@
 compute, proven on data no search saw.
 
     python bench/compute.py [--tasks mrpc rte cola] [--arms sweeper trainer course] [--budget-epochs 9]
+    python bench/compute.py --tasks mrpc --arms probes    # a candidate default (VARIANTS), beside the others
 
 Per task (all training examples, MiniLM): 20% of the training split is held out as the selection split every search
 selects on; the validation split is scored only by the re-validation. Arms, each given --budget-epochs epochs of
@@ -39,6 +40,8 @@ import rows as rows_file  # noqa: E402  (bench/rows.py)
 from rows import read  # noqa: E402
 
 COURSE = {"lr": 5e-5, "epochs": 3, "batch_size": 8}
+# Candidates for sweeper's defaults, measured beside them: the CLI with these overrides (outside the targets).
+VARIANTS = {"probes": ["search.probe.trials=8", "search.probe.keep=2"]}
 SELECTION = 0.2
 RUNS = ROOT / "bench" / "runs"
 
@@ -74,13 +77,14 @@ def compose(task: str, glue: str, overrides: list[str]):
                                                   *overrides])
 
 
-def sweeper_arm(task: str, glue: str, budget: float, overrides: list[str]) -> dict:
-    """Run (or resume) the CLI's study with its defaults and the budget; its pick is the study's best trial."""
+def sweeper_arm(task: str, glue: str, budget: float, overrides: list[str], arm: str = "sweeper") -> dict:
+    """Run (or resume) the CLI's study with its defaults (and a variant's overrides) and the budget; its pick is
+    the study's best trial."""
     import optuna
 
     from sweeper.study import budget as spent
 
-    out, name = RUNS / task, f"bench-{task}"
+    out, name = (RUNS / task, f"bench-{task}") if arm == "sweeper" else (RUNS / task / arm, f"bench-{task}-{arm}")
     storage = f"sqlite:///{out}/sweeper.db"
     cmd = [sys.executable, "-m", "sweeper", f"task={task}", f"data_dir={glue}", f"out_dir={out}",
            f"task.selection_size={SELECTION}", f"study.budget_epochs={budget:g}", f"study.name={name}",
@@ -189,8 +193,8 @@ def run(args) -> None:
                 continue
             pick = recorded_pick(args.out, task, arm, args.precision)
             if pick is None:
-                if arm == "sweeper":
-                    pick = sweeper_arm(task, glue, args.budget_epochs, args.override)
+                if arm == "sweeper" or arm in VARIANTS:
+                    pick = sweeper_arm(task, glue, args.budget_epochs, [*args.override, *VARIANTS.get(arm, [])], arm)
                 elif arm == "trainer":
                     pick = trainer_arm(task, glue, args.budget_epochs, objective(task))
                 else:
@@ -225,11 +229,15 @@ def report(rows: list[dict], tasks: list[str]) -> None:
             arms[arm] = (m, s, len(values))
         if "sweeper" in arms:
             me = arms["sweeper"]
-            others = {a: v for a, v in arms.items() if a != "sweeper"}
+            others = {a: v for a, v in arms.items() if a != "sweeper" and a not in VARIANTS}
             best_of_all = all(me[0] >= v[0] for v in others.values())
             course = arms.get("course")
             beyond = course and me[0] - course[0] > math.sqrt((me[1] ** 2 + course[1] ** 2) / 2)
             verdicts.append((f"{task} ({precision})", best_of_all, bool(beyond)))
+            for variant in VARIANTS.keys() & arms.keys():
+                v = arms[variant]
+                print(f"{task} ({precision}): {variant} ({' '.join(VARIANTS[variant])}) against sweeper's defaults: "
+                      f"{v[0] - me[0]:+.4f} (pooled std {math.sqrt((me[1] ** 2 + v[1] ** 2) / 2):.4f})")
     for task, best_of_all, beyond in verdicts:
         print(f"{task}: sweeper's pick at least as good as every other arm: {'met' if best_of_all else 'NOT met'}; "
               f"beats the course settings by more than the pooled std: {'yes' if beyond else 'no'}")
@@ -244,7 +252,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=["mrpc", "rte", "cola"])
     p.add_argument("--arms", nargs="+", default=["course", "sweeper", "trainer"],
-                   choices=["course", "sweeper", "trainer"])
+                   choices=["course", "sweeper", "trainer", *VARIANTS],
+                   help=f"variants of sweeper's defaults, measured beside them: {VARIANTS}")
     p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     p.add_argument("--budget-epochs", type=float, default=9.0)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "compute.csv")

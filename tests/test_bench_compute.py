@@ -15,8 +15,9 @@ pytestmark = pytest.mark.slow
 TINY = ["model=tiny", "task.max_train_samples=64", "task.max_eval_samples=32"]
 
 
-def bench(tmp_path, glue_dir, *seeds: int) -> str:
+def bench(tmp_path, glue_dir, *seeds: int, arms=("course", "sweeper", "trainer")) -> str:
     out = subprocess.run([sys.executable, "bench/compute.py", "--tasks", "mrpc", "--seeds", *map(str, seeds),
+                          "--arms", *arms,
                           "--budget-epochs", "1", "--out", str(tmp_path / "c.csv"), "--runs", str(tmp_path / "runs"),
                           "--override", *TINY],
                          cwd=ROOT, capture_output=True, text=True, timeout=900,
@@ -53,3 +54,14 @@ def test_the_benchmark_records_picks_and_a_rerun_trains_only_missing_seeds(tmp_p
     assert not (tmp_path / "runs" / "mrpc" / "sweeper.db").exists()
     assert not (tmp_path / "runs" / "mrpc" / "trainer.db").exists()
     assert "| mrpc (fp32) | sweeper |" in report and "(2 seeds, f1)" in report
+
+
+def test_a_candidate_default_runs_the_cli_with_its_overrides_in_its_own_study(tmp_path, glue_dir):
+    import optuna
+
+    bench(tmp_path, glue_dir, 42, arms=("probes",))
+    [pick] = rows(tmp_path / "c-picks.csv")
+    assert pick["arm"] == "probes" and float(pick["search_epochs"]) >= 1
+    study = optuna.load_study(study_name="bench-mrpc-probes", storage=f"sqlite:///{tmp_path}/runs/mrpc/probes/sweeper.db")
+    assert sum("probe" in t.user_attrs for t in study.trials) == 8  # bench/compute.py's VARIANTS["probes"]
+    assert [r["arm"] for r in rows(tmp_path / "c.csv")] == ["probes"]
