@@ -112,8 +112,8 @@ class Objective:
             budget.reset(trial)
         if resumed:
             self.restore_reports(trial, frozen, resumed)
-        log.info("trial %d: lr=%.3g epochs=%d batch_size=%d%s", trial.number, hp.lr, hp.epochs,
-                 hp.batch_size, f" (retries trial {retried[-1]})" if retried else "")
+        log.info("trial %d: lr=%.3g epochs=%d batch_size=%d%s%s", trial.number, hp.lr, hp.epochs,
+                 hp.batch_size, f" (retries trial {retried[-1]})" if retried else "", probes.role(trial.user_attrs))
         # The last epoch's metrics, for the export; a retry whose predecessor died after its last
         # checkpoint trains no epoch and has only the checkpoint's.
         objective, last = self.objectives[0], dict(resumed[-1]) if resumed else {}  # the one reported

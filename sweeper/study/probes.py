@@ -78,3 +78,12 @@ def stop(trial: optuna.Trial, step: int, value: float, train_size: int) -> None:
     done = epochs_done(trial, step, train_size) if at is not None else None
     if done is not None and done >= at * RUNG_SLACK:
         raise optuna.TrialPruned(f"probe: {value:.4f} after {done:.2f} epochs (search.probe)")
+
+
+def role(attrs: dict) -> str:
+    """The trial's part in the bracket, for its log line."""
+    if PROBE in attrs:
+        return f" (a probe: stops after {attrs[PROBE]:.2g} epochs)"
+    if CONTINUES in attrs:
+        return f" (probe {attrs[CONTINUES]} continued, from the start)"
+    return ""
