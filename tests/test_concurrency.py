@@ -102,8 +102,7 @@ def test_workers_started_together_on_postgresql_run_exactly_n_trials(tmp_path, r
         optuna.delete_study(study_name=name, storage=POSTGRES)
 
 
-@pytest.mark.parametrize("round_", range(2))
-def test_workers_started_together_run_the_probe_bracket_once(tmp_path, round_):
+def test_workers_started_together_run_the_probe_bracket_once(tmp_path):
     # 4 probes, then the best 2 again in full, once each, whichever worker sees the last probe stop.
     storage = f"sqlite:///{tmp_path}/c.db"
     results = run_together(storage, "probes", tmp_path / "signals", 7, "search.probe.trials=4", "search.probe.keep=2")

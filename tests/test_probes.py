@@ -13,7 +13,9 @@ from sweeper.study.pruning import PROMOTED_AT, PlateauHalvingPruner
 from sweeper.study.run import run_study
 
 # STS-B's Pearson correlation differs between any two configurations of the tiny model (its classes' F1 is 0).
-PROBE_ON = ["task=stsb", "search.probe.trials=4", "search.probe.keep=2", "search.probe.epochs=0.5",
+# One-epoch trials keep it quick; the portfolio's one entry is the first probe.
+ONE_EPOCH = ["search.epochs.high=1", "search.portfolio=[{lr:1e-4,epochs:1,batch_size:8}]"]
+PROBE_ON = ["task=stsb", *ONE_EPOCH, "search.probe.trials=4", "search.probe.keep=2", "search.probe.epochs=0.5",
             "study.n_trials=7"]
 
 
@@ -24,7 +26,7 @@ def test_probes_stop_early_and_the_best_start_over_in_full(compose_cfg):
     study = load(cfg.study.storage, cfg.study.name)
     trials, size = study.trials, study.user_attrs["train_size"]
     probes, continued, rest = trials[:4], trials[4:6], trials[6:]
-    assert [t.params for t in trials[:1]] == [{"lr": 5e-5, "epochs": 3, "batch_size": 8}]  # the portfolio's entry
+    assert [t.params for t in trials[:1]] == [{"lr": 1e-4, "epochs": 1, "batch_size": 8}]  # the portfolio's entry
     for t in probes:  # each stopped at its first report at or past half an epoch, wherever its batches fall
         assert t.state == TrialState.PRUNED and t.user_attrs[PROBE] == 0.5
         *before, last = sorted(t.intermediate_values)
@@ -81,8 +83,8 @@ def test_probes_enter_the_study_definition_only_when_on(compose_cfg):
 
 def test_a_budget_smaller_than_the_bracket_still_ends_with_a_continued_probe(compose_cfg):
     # Half an epoch of budget: spent by the first probe, yet a study of stopped probes would have no result.
-    cfg = compose_cfg(*TINY, "task=stsb", "search.probe.trials=3", "search.probe.keep=1", "search.probe.epochs=0.5",
-                      "study.budget_epochs=0.5", "study.n_trials=30")
+    cfg = compose_cfg(*TINY, "task=stsb", *ONE_EPOCH, "search.probe.trials=3", "search.probe.keep=1",
+                      "search.probe.epochs=0.5", "study.budget_epochs=0.5", "study.n_trials=30")
     run_study(cfg)
     trials = load(cfg.study.storage, cfg.study.name).trials
     assert [PROBE in t.user_attrs for t in trials] == [True, True, True, False]

@@ -35,15 +35,16 @@ def suggest(trial: optuna.Trial, search) -> Hparams:
     )
 
 
-def report_epoch(trial: optuna.Trial, objective: str, epoch: int, metrics: dict) -> None:
+def report_epoch(trial: optuna.Trial, objective: str, epoch: int, metrics: dict, prune: bool = True) -> None:
     """Store the epoch's metrics on the trial, report the objective, and prune if the pruner says so
-    (single-objective studies only: Optuna neither takes reports nor prunes in multi-objective ones)."""
+    (single-objective studies only: Optuna neither takes reports nor prunes in multi-objective ones; never a
+    probe, which the bracket judges: `prune` False)."""
     for name, value in metrics.items():
         trial.set_user_attr(name, value)
     if len(trial.study.directions) > 1:
         return
     trial.report(metrics[objective], epoch)
-    if trial.should_prune():
+    if prune and trial.should_prune():
         raise optuna.TrialPruned(f"{objective}={metrics[objective]:.4f} at epoch {metrics.get('epoch', epoch)}")
 
 
@@ -118,9 +119,11 @@ class Objective:
         # checkpoint trains no epoch and has only the checkpoint's.
         objective, last = self.objectives[0], dict(resumed[-1]) if resumed else {}  # the one reported
 
+        probe = probes.PROBE in trial.user_attrs  # judged by the bracket, at its point, not by the pruner
+
         def then_probe(report):  # the report, then a probe's stop once it trained search.probe.epochs
             def report_and_stop(step: int, metrics: dict) -> None:
-                report(trial, objective, step, metrics)
+                report(trial, objective, step, metrics, prune=not probe)
                 probes.stop(trial, step, metrics[objective], train_size)
             return report_and_stop
 

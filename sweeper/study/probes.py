@@ -1,12 +1,13 @@
 """Probes: "start many, stop early, continue some" (Dodge et al. 2020) as one bracket at the start of a study
 (search.probe, off while probe.trials is 0).
 
-The study's first probe.trials trials (the portfolio, then the sampler's) stop after probe.epochs of training;
-their value there ranks them. Once every probe has stopped, the best probe.keep are queued again with the same
-parameters and trained in full; then the search goes on as configured (sampler, pruner, budget). A continued probe
-starts over (a probe keeps no checkpoint within its first epoch; training is deterministic per seed, so it repeats
-its probe's steps: keep x epochs of compute). Asynchronous halving cannot judge a sequential study's first trials,
-which have no peers yet; a bracket judges every probe against all the others at the same point.
+The study's first probe.trials trials (the portfolio, then the sampler's) stop after probe.epochs of training (the
+pruner does not stop them sooner); their value there ranks them. Once every probe has stopped, the best probe.keep
+are queued again with the same parameters and trained in full; then the search goes on as configured (sampler,
+pruner, budget). A continued probe starts over (a probe keeps no checkpoint within its first epoch; training is
+deterministic per seed, so it repeats its probe's steps: keep x epochs of compute). Asynchronous halving cannot
+judge a sequential study's first trials, which have no peers yet; a bracket judges every probe against all the
+others at the same point.
 
 A probe is a pruned trial with the user attribute `probe` (its stopping point, in epochs); a continued one carries
 `continues` (the probe's number) and `promoted_at` (the probe's last step: the halving pruner does not judge it again

@@ -17,7 +17,7 @@ def epoch_end_step(epoch: int, evals_per_epoch: int, train_size: int) -> int:
     return epoch if evals_per_epoch == 1 else (epoch + 1) * train_size
 
 
-def report_within_epoch(trial: optuna.Trial, objective: str, step: int, metrics: dict) -> None:
+def report_within_epoch(trial: optuna.Trial, objective: str, step: int, metrics: dict, prune: bool = True) -> None:
     """An evaluation within an epoch (on the capped subset): record the compute spent so far, report the
     objective at `step` (training samples seen) and prune if the pruner says so. The task metrics stay the
     last epoch's (whole validation split)."""
@@ -26,6 +26,6 @@ def report_within_epoch(trial: optuna.Trial, objective: str, step: int, metrics:
     if len(trial.study.directions) > 1:
         return
     trial.report(metrics[objective], step)
-    if trial.should_prune():
+    if prune and trial.should_prune():
         raise optuna.TrialPruned(f"{objective}={metrics[objective]:.4f} after {step} training samples "
                                  f"(within epoch {metrics['epoch']})")
