@@ -89,3 +89,23 @@ def test_a_budget_smaller_than_the_bracket_still_ends_with_a_continued_probe(com
     trials = load(cfg.study.storage, cfg.study.name).trials
     assert [PROBE in t.user_attrs for t in trials] == [True, True, True, False]
     assert trials[-1].state == TrialState.COMPLETE and CONTINUES in trials[-1].user_attrs  # then the budget stops it
+
+
+def test_the_best_stopped_probes_are_continued_not_one_that_failed(tmp_path):
+    from types import SimpleNamespace
+
+    from sweeper.study.probes import before_ask
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/p.db", direction="minimize")
+    dist = {"lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)}
+    for lr, value, state in ((1e-4, 0.5, TrialState.PRUNED), (2e-4, 0.1, TrialState.FAIL),
+                             (3e-4, 0.3, TrialState.PRUNED), (4e-4, 0.4, TrialState.PRUNED)):
+        study.add_trial(optuna.trial.create_trial(
+            params={"lr": lr}, distributions=dist, intermediate_values={10: value}, state=state,
+            user_attrs={PROBE: 0.33, "fail_cause": "trial"} if state == TrialState.FAIL else {PROBE: 0.33}))
+    probe = SimpleNamespace(trials=4, keep=2, epochs=0.33)
+    before_ask(study, study.get_trials(), probe)
+    before_ask(study, study.get_trials(), probe)  # once per study
+    queued = [study.ask(dist) for _ in study.get_trials(states=(TrialState.WAITING,))]  # as a worker takes them
+    assert [(t.params["lr"], t.user_attrs[CONTINUES], t.user_attrs[PROMOTED_AT]) for t in queued] == [
+        (3e-4, 2, 10), (4e-4, 3, 10)]  # lowest values first (minimized), the failed 0.1 skipped

@@ -42,7 +42,7 @@ def value(trial) -> float | None:
 
 
 def ranked(done: list, direction) -> list:
-    """Probes with a value, best first (a probe that failed before its first report ranks nowhere)."""
+    """Probes with a value, best first (one stopped before its first report ranks nowhere)."""
     maximize = direction == optuna.study.StudyDirection.MAXIMIZE
     return sorted((t for t in done if value(t) is not None), key=lambda t: (-value(t) if maximize else value(t),
                                                                           t.number))
@@ -60,7 +60,7 @@ def before_ask(study: optuna.Study, trials, probe) -> None:
         if not any(t.state == TrialState.WAITING for t in trials):
             raise ProbesRunning
         return
-    for t in ranked(mine, study.direction)[:probe.keep]:
+    for t in ranked([t for t in mine if t.state in DONE], study.direction)[:probe.keep]:  # not one that failed
         study.enqueue_trial(t.params, user_attrs={CONTINUES: t.number, PROMOTED_AT: t.last_step})
 
 
