@@ -209,6 +209,11 @@ def run(args) -> None:
                                   **result})
 
 
+def pooled(a: tuple, b: tuple) -> float:
+    """The pooled standard deviation of two arms' (mean, std, n)."""
+    return math.sqrt((a[1] ** 2 + b[1] ** 2) / 2)
+
+
 def report(rows: list[dict], tasks: list[str]) -> None:
     """Per task: each arm's re-validated mean +- std, search compute and pick; then the targets."""
     print("| task | arm | pick (lr, epochs, batch) | search compute (epochs) | trials | re-validated mean +- std |")
@@ -232,12 +237,12 @@ def report(rows: list[dict], tasks: list[str]) -> None:
             others = {a: v for a, v in arms.items() if a != "sweeper" and a not in VARIANTS}
             best_of_all = all(me[0] >= v[0] for v in others.values())
             course = arms.get("course")
-            beyond = course and me[0] - course[0] > math.sqrt((me[1] ** 2 + course[1] ** 2) / 2)
+            beyond = course and me[0] - course[0] > pooled(me, course)
             verdicts.append((f"{task} ({precision})", best_of_all, bool(beyond)))
             for variant in VARIANTS.keys() & arms.keys():
                 v = arms[variant]
                 print(f"{task} ({precision}): {variant} ({' '.join(VARIANTS[variant])}) against sweeper's defaults: "
-                      f"{v[0] - me[0]:+.4f} (pooled std {math.sqrt((me[1] ** 2 + v[1] ** 2) / 2):.4f})")
+                      f"{v[0] - me[0]:+.4f} (pooled std {pooled(me, v):.4f})")
     for task, best_of_all, beyond in verdicts:
         print(f"{task}: sweeper's pick at least as good as every other arm: {'met' if best_of_all else 'NOT met'}; "
               f"beats the course settings by more than the pooled std: {'yes' if beyond else 'no'}")

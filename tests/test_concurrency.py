@@ -42,7 +42,7 @@ class Quick:
         trial.suggest_categorical("batch_size", list(cfg.search.batch_size))
         time.sleep(0.3)
         trial.report(lr * 1e4, 0)
-        probes.stop(trial, 0, lr * 1e4, None)  # a probe (search.probe) stops at its first report
+        probes.stop(trial.user_attrs.get(probes.PROBE), trial, 0, lr * 1e4, None)  # a probe stops at its first report
         return lr * 1e4
     def release(self):
         self.trial = None

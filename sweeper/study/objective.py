@@ -119,12 +119,12 @@ class Objective:
         # checkpoint trains no epoch and has only the checkpoint's.
         objective, last = self.objectives[0], dict(resumed[-1]) if resumed else {}  # the one reported
 
-        probe = probes.PROBE in trial.user_attrs  # judged by the bracket, at its point, not by the pruner
+        probe = trial.user_attrs.get(probes.PROBE)  # judged by the bracket, at its point, not by the pruner
 
         def then_probe(report):  # the report, then a probe's stop once it trained search.probe.epochs
             def report_and_stop(step: int, metrics: dict) -> None:
-                report(trial, objective, step, metrics, prune=not probe)
-                probes.stop(trial, step, metrics[objective], train_size)
+                report(trial, objective, step, metrics, prune=probe is None)
+                probes.stop(probe, trial, step, metrics[objective], train_size)
             return report_and_stop
 
         def on_epoch_end(epoch: int, metrics: dict) -> None:

@@ -73,9 +73,9 @@ def after_ask(trial: optuna.Trial, trials, probe) -> None:
         trial.set_user_attr(PROBE, float(probe.epochs))
 
 
-def stop(trial: optuna.Trial, step: int, value: float, train_size: int) -> None:
-    """After the report of `value` at `step`: a probe that trained its probe.epochs stops, ranked by that value."""
-    at = trial.user_attrs.get(PROBE)
+def stop(at: float | None, trial: optuna.Trial, step: int, value: float, train_size: int) -> None:
+    """After the report of `value` at `step`: a probe (`at`: its user attribute, read once per trial, not at every
+    report) that trained its probe.epochs stops, ranked by that value."""
     done = epochs_done(trial, step, train_size) if at is not None else None
     if done is not None and done >= at * RUNG_SLACK:
         raise optuna.TrialPruned(f"probe: {value:.4f} after {done:.2f} epochs (search.probe)")
