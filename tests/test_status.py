@@ -11,11 +11,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from conftest import TINY, cli, cli_popen, load
 from sweeper.config import ConfigError
-from sweeper.results.status import status
+from sweeper.results.status import heartbeat_ages, status
 from sweeper.study.storage import open_storage
 
 PG = os.environ.get("SWEEPER_TEST_POSTGRES")
@@ -94,12 +95,17 @@ def test_status_of_a_missing_sqlite_file_is_one_error_and_creates_nothing(tmp_pa
 def status_while_paused(proc, storage: str, study: str, glue_dir, snapshot) -> tuple[str, object, object]:
     """Once the sweep has a trial running: stop the worker, take `snapshot()` of the storage, run
     `python -m sweeper mode=status`, take it again, let the worker go on."""
-    def running():
+    db = None
+
+    def running():  # a trial with its worker, its three params and a heartbeat: what check_rows reads
+        nonlocal db
         try:
             trials = load(storage, study).trials
         except KeyError:  # the study is not created yet
             return False
-        return bool(trials) and trials[-1].state == TrialState.RUNNING and "pid" in trials[-1].user_attrs
+        last, db = trials[-1] if trials else None, db or RDBStorage(storage)
+        return (last is not None and last.state == TrialState.RUNNING and "pid" in last.user_attrs
+                and len(last.params) == 3 and bool(heartbeat_ages(db, [last._trial_id])))
 
     deadline = time.time() + 300
     while not running():
