@@ -25,13 +25,15 @@ sweep: setup
 
 # The PostgreSQL tests need a server: .ci/postgres installs (Debian's package) and starts one on
 # loopback unless SWEEPER_TEST_POSTGRES already names one; where it cannot, they skip and say why.
+# Two tests at a time (pytest-xdist), each process on one thread (tests/conftest.py): the tests' models are
+# tiny, so one test alone keeps barely one core busy.
 test: setup lint
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n 2
 	SWEEPER_TEST_POSTGRES="$${SWEEPER_TEST_POSTGRES:-$$(bash .ci/postgres 2>/tmp/sweeper-postgres.log || true)}" \
-	  $(PY) -m pytest -m slow
+	  $(PY) -m pytest -m slow -n 2 --durations=15
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n 2
 
 lint: setup
 	$(VENV)/bin/ruff check sweeper tests bench

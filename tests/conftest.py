@@ -13,6 +13,9 @@ GLUE_DIR = Path(os.environ.get("GLUE_DIR", ROOT.parent / "shared" / "data" / "gl
 # Everything is local: never wait ~25 s on Hub retries.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# One intra-op thread per process (this one and every CLI it starts): tiny models gain nothing from more, and
+# pytest -n 2 with workers of their own would otherwise put several spinning thread pools on each core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # A tiny but complete sweep: the CLI's own configs, with the model, data and trial count shrunk.
 TINY = ["model=tiny", "task.max_train_samples=64", "task.max_eval_samples=32", "train.progress=false",
