@@ -7,7 +7,14 @@ from optuna.trial import TrialState
 from conftest import compose_config, load
 from sweeper.study.budget import EVALUATED, TRAIN
 from sweeper.study.objective import report_epoch
-from sweeper.study.pruning import STEP_UNIT, TRIVIAL, PlateauHalvingPruner, PlateauMedianPruner
+from sweeper.study.pruning import (
+    STEP_UNIT,
+    TRIVIAL,
+    TRIVIAL_WITHIN,
+    PlateauHalvingPruner,
+    PlateauMedianPruner,
+    trivial_at,
+)
 from sweeper.study.steps import SAMPLES, report_within_epoch
 from sweeper.train.metrics import trivial_value
 
@@ -117,13 +124,16 @@ def halving(tmp_path):
     return study
 
 
-def run_samples(study, epochs: int, values: list[float]) -> TrialState:
-    """One trial reporting `values` every third of an epoch, in training samples, as train.evals_per_epoch=3 does."""
+def run_samples(study, epochs: int, values: list[float], within: float | None = None) -> TrialState:
+    """One trial reporting `values` every third of an epoch, in training samples, as train.evals_per_epoch=3 does;
+    `within`: the trivial value on the capped subset the reports within an epoch score on."""
     study.enqueue_trial({"epochs": epochs})
 
     def objective(trial):
         trial.suggest_int("epochs", 1, 3)
         trial.set_user_attr(TRIVIAL, TRIVIAL_F1)
+        if within is not None:
+            trial.set_user_attr(TRIVIAL_WITHIN, within)
         trial.set_user_attr(STEP_UNIT, SAMPLES)
         for i, value in enumerate(values):
             report_within_epoch(trial, "f1", (i + 1) * TRAIN_SIZE // 3,
@@ -160,6 +170,26 @@ def test_halving_waits_out_the_plateau_until_the_grace_then_judges_it(halving):
     assert load(halving.storage_url, "h").trials[-1].last_step == TRAIN_SIZE
     # Off the plateau at 1 epoch and among the best: goes on to the end.
     assert run_samples(halving, 3, [TRIVIAL_F1, TRIVIAL_F1, 0.88] + [0.9] * 6) == TrialState.COMPLETE
+
+
+def test_within_an_epoch_the_plateau_is_the_capped_subsets(halving):
+    # Reports within an epoch score on the capped subset, where the constant prediction scores otherwise than on the
+    # whole split (MRPC's selection split: F1 0.806 on all of it, 0.819 on its 512-example subset).
+    for value in (0.85, 0.86, 0.87):
+        run_samples(halving, 3, [value] * 9)
+    # 0.835 at 1/3 epoch: off the whole split's plateau (0.812 + 0.01), on the subset's (0.83 + 0.01): not judged.
+    assert run_samples(halving, 3, [0.835, 0.835] + [0.9] * 7, within=0.83) == TrialState.COMPLETE
+    # Judged against the whole split's value it is below the best third there, and stopped.
+    assert run_samples(halving, 3, [0.835, 0.835] + [0.9] * 7) == TrialState.PRUNED
+
+
+def test_the_plateau_of_a_report_follows_the_examples_it_scored(halving):
+    run_samples(halving, 1, [0.8] * 3, within=0.83)
+    trial = halving.trials[-1]
+    assert trivial_at(trial, 100, TRAIN_SIZE) == trivial_at(trial, 200, TRAIN_SIZE) == 0.83  # the subset's
+    assert trivial_at(trial, 300, TRAIN_SIZE) == TRIVIAL_F1  # an epoch's end: the whole split
+    run_samples(halving, 1, [0.8] * 3)
+    assert trivial_at(halving.trials[-1], 100, TRAIN_SIZE) == TRIVIAL_F1  # no subset: the whole split was scored
 
 
 def test_halving_never_stops_a_trial_at_its_last_report(halving):

@@ -2,13 +2,17 @@
 and 32 evaluation pairs, and the plateau pruner on steps in training samples."""
 from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from conftest import TINY, load
-from sweeper.study.pruning import STEP_UNIT, PlateauMedianPruner
+from sweeper.data.batching import eval_subset
+from sweeper.study.objective import Objective
+from sweeper.study.pruning import STEP_UNIT, TRIVIAL_WITHIN, PlateauMedianPruner
 from sweeper.study.run import run_study
 from sweeper.train.loop import within_epoch_steps
+from sweeper.train.metrics import trivial_value
 
 # One trial: 2 epochs of 4 batches of 16; with 3 evaluations per epoch, after batches 1 and 3 and at the end.
 FIXED = [*TINY, "search.lr.low=5e-4", "search.lr.high=5e-4", "search.epochs.low=2", "search.epochs.high=2",
@@ -34,13 +38,15 @@ def test_reports_within_epochs_arrive_in_training_samples_and_leave_training_unc
     ends = (b.intermediate_values[64], b.intermediate_values[128])
     assert ends == (a.intermediate_values[0], a.intermediate_values[1])
     assert b.value == a.value and b.user_attrs["f1"] == a.user_attrs["f1"]
+    # The plateau within an epoch is the constant prediction's value on the subset those reports score on.
+    labels = np.asarray(Objective(thrice, Path(thrice.out_dir) / "x").data.eval["labels"])
+    subset = labels[eval_subset(len(labels), 16, thrice.seed)]
+    assert b.user_attrs[TRIVIAL_WITHIN] == trivial_value(subset, "f1") and TRIVIAL_WITHIN not in a.user_attrs
     assert a.user_attrs["train_samples"] == b.user_attrs["train_samples"] == 128
     assert (a.user_attrs["evaluated_samples"], b.user_attrs["evaluated_samples"]) == (2 * 32, 2 * (2 * 16 + 32))
 
 
 def test_the_pruner_decides_within_an_epoch_and_the_partial_epoch_counts(compose_cfg):
-    from sweeper.study.objective import Objective
-
     cfg = compose_cfg(*FIXED, "train.evals_per_epoch=4", "train.eval_subset=8")
     study = optuna.create_study(storage=cfg.study.storage, study_name="cut", direction="maximize",
                                 pruner=optuna.pruners.ThresholdPruner(lower=2.0))  # prunes at its first report

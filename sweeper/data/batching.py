@@ -68,13 +68,21 @@ def eval_dataloader(split, lengths, collate, eval_batch_size: int, group_by_leng
 
 
 
+def eval_subset(n: int, size: int | None, seed: int) -> np.ndarray | None:
+    """Indices of the fixed seeded subset of `size` of `n` evaluation examples that evaluations within an epoch
+    score on; None when the split is no larger."""
+    if size is None or size >= n:
+        return None
+    return np.sort(np.random.default_rng(seed).permutation(n)[:size])
+
+
 def get_subset_eval_dataloader(data, size: int | None, seed: int, eval_batch_size: int, group_by_length: bool,
                                pad_to_multiple_of: int | None) -> DataLoader | None:
     """The evaluations within an epoch: a fixed seeded subset of `size` evaluation examples, the same for every
     trial of a study; None when the split is no larger (then they use the whole split)."""
-    if size is None or size >= len(data.eval):
+    chosen = eval_subset(len(data.eval), size, seed)
+    if chosen is None:
         return None
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(data.eval))[:size])
     collate = DataCollatorWithPadding(data.tokenizer, pad_to_multiple_of=pad_to_multiple_of)
     return eval_dataloader(data.eval.select(chosen), data.eval_lengths[chosen], collate, eval_batch_size,
                            group_by_length)

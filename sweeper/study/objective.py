@@ -6,18 +6,19 @@ import logging
 import traceback
 from pathlib import Path
 
+import numpy as np
 import optuna
 import torch
 from hydra.utils import instantiate
 from optuna.trial import TrialState
 
-from sweeper.data.batching import get_dataloaders, get_extra_eval_dataloaders, get_subset_eval_dataloader
+from sweeper.data.batching import eval_subset, get_dataloaders, get_extra_eval_dataloaders, get_subset_eval_dataloader
 from sweeper.data.dataset import load_task
 from sweeper.results.artifacts import attach_best_model
 from sweeper.results.export import export_if_better
 from sweeper.scale import distributed
 from sweeper.study import budget, faults, probes, steps
-from sweeper.study.pruning import TRIVIAL
+from sweeper.study.pruning import TRIVIAL, TRIVIAL_WITHIN
 from sweeper.train import checkpoints
 from sweeper.train.loop import Hparams, pad_multiple, resolve_precision, train
 from sweeper.train.metrics import improves, objectives, trivial_value
@@ -60,7 +61,11 @@ class Objective:
         self.template = load_template(cfg.model, cfg.task.num_labels, cfg.seed)
         self.objectives = objectives(cfg.task, cfg.study)
         # For the pruner; a regression has no constant prediction to compare with.
-        self.trivial = None if cfg.task.num_labels == 1 else trivial_value(self.data.eval["labels"], self.objectives[0])
+        labels = np.asarray(self.data.eval["labels"])
+        self.trivial = None if cfg.task.num_labels == 1 else trivial_value(labels, self.objectives[0])
+        within = eval_subset(len(labels), cfg.train.eval_subset, cfg.seed) if cfg.train.evals_per_epoch > 1 else None
+        self.trivial_within = None if self.trivial is None or within is None else trivial_value(labels[within],
+                                                                                                  self.objectives[0])
         self.optimizer_fn = instantiate(cfg.optimizer.optimizer)
         self.scheduler_fn = instantiate(cfg.optimizer.scheduler)
         self.trial: optuna.Trial | None = None  # the running trial, for the interrupt handler
@@ -102,6 +107,8 @@ class Objective:
         hp = suggest(trial, cfg.search)
         if self.trivial is not None:
             trial.set_user_attr(TRIVIAL, self.trivial)
+        if self.trivial_within is not None:
+            trial.set_user_attr(TRIVIAL_WITHIN, self.trivial_within)
         k, train_size = cfg.train.evals_per_epoch, len(self.data.train)
         if k > 1:
             trial.set_user_attr(steps.STEP_UNIT, steps.SAMPLES)

@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 TRIVIAL = "trivial_value"  # the trial user attribute the objective sets
+TRIVIAL_WITHIN = "trivial_value_within"  # the same on the capped subset that reports within an epoch score on
 PROMOTED_AT = "promoted_at"  # a continued probe's user attribute: the step its probe stopped at (probes.py)
 STEP_UNIT = "step_unit"  # absent: steps are epochs; train_samples: within-epoch reports (sweeper/study/steps.py)
 
@@ -39,7 +40,7 @@ class PlateauMedianPruner(optuna.pruners.BasePruner):
         if step is None or step < self.n_warmup_steps:
             return False
         value = trial.intermediate_values[step]
-        trivial = trial.user_attrs.get(TRIVIAL)
+        trivial = trivial_at(trial, step, study.user_attrs.get("train_size"))
         if trivial is not None and plateau(value, trivial, self.plateau_margin, study.direction):
             return False
         epochs, unit = trial.params.get("epochs"), trial.user_attrs.get(STEP_UNIT)
@@ -92,7 +93,7 @@ class PlateauHalvingPruner(optuna.pruners.BasePruner):
         if mine is None or mine[0] != step:  # decided at an earlier report of this rung: it went on then
             return False
         value = mine[1]
-        trivial = trial.user_attrs.get(TRIVIAL)
+        trivial = trivial_at(trial, step, train_size)
         if trivial is not None and progress < self.plateau_grace and plateau(value, trivial, self.plateau_margin,
                                                                             study.direction):
             return False
@@ -139,6 +140,14 @@ def value_at_rung(trial: FrozenTrial, rung: float, train_size: int | None) -> tu
         if done is not None and done >= rung * RUNG_SLACK:
             return step, trial.intermediate_values[step]
     return None
+
+
+def trivial_at(trial: FrozenTrial, step: int, train_size: int | None) -> float | None:
+    """The trivial classifier's value on the examples behind the report at `step`: within an epoch (a samples step
+    short of a whole epoch) the capped subset's (MRPC's 20% selection split: F1 0.806 on all of it, 0.819 on its
+    512-example subset, more than the plateau's margin apart), at an epoch's end the whole split's."""
+    within = trial.user_attrs.get(STEP_UNIT) == "train_samples" and train_size and step % train_size
+    return trial.user_attrs.get(TRIVIAL_WITHIN if within and TRIVIAL_WITHIN in trial.user_attrs else TRIVIAL)
 
 
 def plateau(value: float, trivial: float, margin: float, direction) -> bool:
