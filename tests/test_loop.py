@@ -95,3 +95,20 @@ def test_resuming_from_a_checkpoint_continues_the_same_training(sst2, tmp_path):
     assert [h["epoch"] for h in resumed] == [0, 1, 2]
     assert resumed[-1]["loss"] == pytest.approx(straight[-1]["loss"], rel=1e-4)
     assert resumed[-1]["accuracy"] == straight[-1]["accuracy"]
+
+
+def test_a_report_within_an_epoch_sits_at_its_share_of_the_epoch_wherever_the_short_batch_fell(sst2):
+    # 64 sentences in batches of 24: 24, 24 and a short 16, shuffled; evaluations after batches 1 and 2 of 3.
+    from sweeper.data.batching import ShuffledBatches
+
+    cfg, task, template = sst2
+    seed = next(s for s in range(100) if len(next(iter(ShuffledBatches(task.train_lengths, 24, s, True)))) == 16)
+    train_dl, eval_dl = get_dataloaders(task, 24, 32, seed=seed, group_by_length=True, pad_to_multiple_of=8)
+    reports = []
+    train(fresh_model(template), train_dl, eval_dl, Hparams(lr=1e-3, epochs=1, batch_size=24),
+          optimizer_fn=instantiate(cfg.optimizer.optimizer), scheduler_fn=instantiate(cfg.optimizer.scheduler),
+          warmup_ratio=0.0, precision=resolve_precision("auto"), metric_names=["accuracy"], seed=0, progress=False,
+          on_epoch_end=lambda epoch, m: None, evals_per_epoch=3,
+          on_evaluate=lambda step, m: reports.append((step, m["train_samples"])))
+    # Steps at a third and two thirds of the epoch's 64 samples (the pruner's rungs); the budget counts what trained.
+    assert reports == [(21, 16), (43, 40)]
