@@ -33,7 +33,7 @@ def check(cfg, launcher: str = "") -> None:
         return  # reads the storage only, and says itself what is wrong with it (sweeper/results/status.py)
     validate(cfg)
     if cfg.study.artifacts is not None:
-        from sweeper.results.artifacts import check_store
+        from sweeper.study.artifacts import check_store
 
         check_store(cfg.study.artifacts)
     if cfg.train.report_to:
@@ -122,9 +122,10 @@ def explain(error: Exception, job: list[str]) -> str:
 def sweep(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    from sweeper.job import run_study
     from sweeper.scale import distributed
     from sweeper.scale.placement import place_worker, set_threads
-    from sweeper.study.run import SweepStopped, run_study
+    from sweeper.study.run import SweepStopped
     from sweeper.train.disk import DiskFull
 
     try:

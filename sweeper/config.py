@@ -138,7 +138,7 @@ class StudyConfig:
     objectives: list[str] = field(default_factory=list)  # empty = task.objective; two or more = multi-objective
     budget_epochs: float | None = None  # compute budget in epochs of the training set (sweeper/study/budget.py)
     budget_minutes: float | None = None  # budget in trial minutes, summed over the study's trials
-    artifacts: dict[str, Any] | None = None  # an Optuna artifact store by _target_ (sweeper/results/artifacts.py)
+    artifacts: dict[str, Any] | None = None  # an Optuna artifact store by _target_ (sweeper/study/artifacts.py)
     progress: Progress = MISSING  # the study's progress while it runs (sweeper/study/progress.py)
     progress_every: int = MISSING  # seconds between log lines while a trial runs (progress=log)
 

@@ -11,8 +11,8 @@ import pytest
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 
 from conftest import TINY, cli, compose_config, load
-from sweeper.results.artifacts import CURRENT, attach_best_model, attach_report
-from sweeper.results.export import export_if_better, read_marker
+from sweeper.study.artifacts import CURRENT, attach_best_model, attach_report
+from sweeper.train.export import export_if_better, read_marker
 
 
 def unzip(data: bytes) -> dict[str, bytes]:
@@ -27,7 +27,7 @@ def downloaded(store, meta, tmp_path: Path) -> bytes:
 
 
 def current(study) -> dict:
-    """The stored model the study counts as its best (sweeper/results/artifacts.py)."""
+    """The stored model the study counts as its best (sweeper/study/artifacts.py)."""
     return study._storage.get_study_system_attrs(study._study_id)[CURRENT]
 
 
@@ -38,7 +38,7 @@ def model_metas(study):
 
 def test_a_sweep_leaves_its_best_model_and_report_in_the_store(compose_cfg, tmp_path, caplog):
     cfg = compose_cfg(*TINY, "study.n_trials=2", "search.epochs.high=1")
-    from sweeper.study.run import run_study
+    from sweeper.job import run_study
 
     with caplog.at_level("INFO"):
         run_study(cfg)

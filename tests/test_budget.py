@@ -7,10 +7,10 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from conftest import TINY, load
+from sweeper.job import run_study
 from sweeper.results.status import status
 from sweeper.study import budget
 from sweeper.study.progress import snapshot
-from sweeper.study.run import run_study
 
 EPOCHS = [*TINY, "train.evals_per_epoch=1"]  # one evaluation per epoch: the counts below are whole epochs
 ONE_EPOCH = [*EPOCHS, "search.epochs.high=1"]  # every trial 1 epoch: 64 trained + 32 evaluated samples

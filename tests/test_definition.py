@@ -9,8 +9,9 @@ from optuna.trial import TrialState
 
 from conftest import TINY, load
 from sweeper.config import ConfigError
+from sweeper.job import run_study
 from sweeper.study.definition import SAFE, check_accept, definition, differences, refusal, stored
-from sweeper.study.run import load_study, run_study
+from sweeper.study.run import load_study
 from sweeper.study.storage import open_storage
 
 

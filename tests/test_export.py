@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from conftest import TINY, compose_config
-from sweeper.results.export import MARKER, export_if_better, read_marker
+from sweeper.train.export import MARKER, export_if_better, read_marker
 
 
 @pytest.fixture(scope="module")
 def swept(glue_dir, tmp_path_factory):
     """A finished tiny study (fp32, so re-evaluation must match to the last digit; the best trial's
     checkpoint kept, to compare weights), and its config."""
-    from sweeper.study.run import run_study
+    from sweeper.job import run_study
 
     out = tmp_path_factory.mktemp("swept")
     cfg = compose_config(f"data_dir={glue_dir}", f"out_dir={out}", f"study.storage=sqlite:///{out}/s.db",
@@ -91,7 +91,7 @@ def test_export_replaces_only_with_a_better_model(tmp_path):
 
 
 def test_best_yaml_composes_back_to_the_best_trial(swept):
-    from sweeper.study.run import run_study
+    from sweeper.job import run_study
 
     cfg, study, best, out = swept
     text = (out / "mrpc-tiny" / "best.yaml").read_text()

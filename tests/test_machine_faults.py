@@ -148,7 +148,7 @@ def test_a_checkpoint_on_a_full_disk_raises_disk_full_and_keeps_the_previous_one
 def test_an_export_on_a_full_disk_raises_disk_full_and_keeps_the_previous_model(small_fs, tmp_path):
     from transformers import AutoTokenizer
 
-    from sweeper.results.export import export, read_marker
+    from sweeper.train.export import export, read_marker
     from sweeper.train.model import load_template
 
     cfg = compose_config(*TINY)

@@ -223,8 +223,8 @@ def test_a_study_on_csv_exports_its_names_and_retrain_submits_them(tmp_path):
     mode=retrain's submission (for a test.csv without labels) hold the names."""
     from transformers import AutoModelForSequenceClassification
 
+    from sweeper.job import run_study
     from sweeper.results.retrain import run_retrain
-    from sweeper.study.run import run_study
 
     data = tmp_path / "data"
     write(data / "train.csv", frame(48))

@@ -14,6 +14,8 @@ BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 def test_sqlite_is_refused_only_for_launchers_that_leave_the_machine():
     with pytest.raises(ConfigError, match="cannot share an SQLite file; allowed: a PostgreSQL URL"):
         check_launcher(SLURM, "sqlite:///outputs/sweeper.db")
+    with pytest.raises(ConfigError, match="cannot share"):
+        check_launcher(SLURM, "sqlite:///:memory:")  # one study per worker: nothing shared either
     check_launcher(SLURM, "postgresql://u:p@db/sweeper")
     check_launcher(JOBLIB, "sqlite:///outputs/sweeper.db")
     check_launcher(BASIC, "sqlite:///outputs/sweeper.db")

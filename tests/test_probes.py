@@ -7,10 +7,10 @@ from optuna.trial import TrialState
 
 from conftest import TINY, load
 from sweeper.config import ConfigError, validate
+from sweeper.job import run_study
 from sweeper.study.definition import definition
 from sweeper.study.probes import CONTINUES, PROBE, ranked
 from sweeper.study.pruning import PROMOTED_AT, PlateauHalvingPruner
-from sweeper.study.run import run_study
 
 # STS-B's Pearson correlation differs between any two configurations of the tiny model (its classes' F1 is 0).
 # One-epoch trials keep it quick; the portfolio's one entry is the first probe.

@@ -3,9 +3,10 @@ epochs in training samples, the halving pruner, and the compute budget ending th
 from optuna.trial import TrialState
 
 from conftest import TINY, load
+from sweeper.job import run_study
 from sweeper.study import budget
 from sweeper.study.pruning import STEP_UNIT
-from sweeper.study.run import portfolio, run_study
+from sweeper.study.run import portfolio
 
 
 def test_the_default_search_starts_from_the_portfolio_and_stops_at_its_budget(compose_cfg):

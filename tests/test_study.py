@@ -7,8 +7,9 @@ from optuna.trial import TrialState
 
 from conftest import TINY, load
 from sweeper.data import dataset
+from sweeper.job import run_study
 from sweeper.study.objective import report_epoch
-from sweeper.study.run import FINISHED, SweepStopped, check_failures, run_study
+from sweeper.study.run import FINISHED, SweepStopped, check_failures
 from sweeper.train import model
 
 

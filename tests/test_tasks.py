@@ -150,7 +150,7 @@ def test_data_that_does_not_fit_the_task_fails_before_training(tmp_path, change,
 def test_stsb_regression_trains_and_scores_correlations(compose_cfg, glue_dir):
     """The regression task end to end in-process: float labels, one output, MSE loss, correlations per epoch;
     the reference trial and the median pruner work on it as on a classification task."""
-    from sweeper.study.run import run_study
+    from sweeper.job import run_study
 
     cfg = compose_cfg(*TINY, "task=stsb", "study.n_trials=3", "search.epochs.low=2", "search.epochs.high=2",
                       "search.batch_size=[16]", "search.portfolio=[{lr:5e-5,epochs:2,batch_size:16}]", "pruner=plateau",
@@ -185,7 +185,7 @@ def test_multi_objective_study_keeps_a_pareto_front(tmp_path, caplog):
     front logged and marked in trials.csv, the objectives named for optuna-dashboard."""
     import pandas as pd
 
-    from sweeper.study.run import run_study
+    from sweeper.job import run_study
 
     root = write_glue(tmp_path / "glue", "mnli")
     cfg = compose_config(*TINY, "task=mnli", f"data_dir={root}", f"out_dir={tmp_path}",

@@ -21,7 +21,7 @@ PRUNE_ALL = ["pruner=none", "pruner._target_=optuna.pruners.ThresholdPruner", "+
 
 def complete_then_pruned(compose_cfg, report_to: str):
     """Trial 0 runs its 2 epochs; trial 1, under a pruner that prunes every trial, stops after its first."""
-    from sweeper.study.run import run_study
+    from sweeper.job import run_study
 
     run_study(compose_cfg(*SMALL, f"train.report_to={report_to}", "study.n_trials=1", "pruner=none"))
     cfg = compose_cfg(*SMALL, f"train.report_to={report_to}", "study.n_trials=2", *PRUNE_ALL)

@@ -10,11 +10,12 @@ import pytest
 from conftest import TINY, cli, compose_config, load
 from sweeper.config import ConfigError, validate
 from sweeper.data.dataset import hold_out, load_task
+from sweeper.job import run_study
 from sweeper.results.verdict import RUNS, noise_line
 from sweeper.study import budget
 from sweeper.study import objective as objective_module
 from sweeper.study.definition import definition, verify
-from sweeper.study.run import load_study, run_study
+from sweeper.study.run import load_study
 from sweeper.study.storage import open_storage
 
 # 64 training pairs, 16 of them held out for the search; 32 validation pairs for the verdict only.

@@ -12,8 +12,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from sweeper.results.artifacts import artifact_dir, attach_report
 from sweeper.study import budget, faults
+from sweeper.study.artifacts import artifact_dir, attach_report
 from sweeper.study.definition import write_csv
 
 log = logging.getLogger(__name__)

@@ -44,8 +44,8 @@ def run_retrain(cfg) -> float:
     """Retrain the best trial's parameters with seeds seed, seed+1, ...; returns the objective's mean."""
     from transformers import AutoModelForSequenceClassification
 
-    from sweeper.results.export import export
     from sweeper.study.objective import Objective
+    from sweeper.train.export import export
     from sweeper.train.loop import Hparams
     from sweeper.train.metrics import improves
 

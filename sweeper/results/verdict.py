@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 from optuna.trial import TrialState
 
-from sweeper.results.export import MARKER, export
 from sweeper.results.report import replace_whole
+from sweeper.train.export import MARKER, export
 
 log = logging.getLogger(__name__)
 PARAMS = ("lr", "epochs", "batch_size")

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 from sweeper.config import ConfigError
-from sweeper.study.storage import sqlite_path
 
 log = logging.getLogger(__name__)
 REMOTE_LAUNCHERS = ("SlurmLauncher",)  # hydra-submitit-launcher's SLURM executor: jobs run on other nodes
@@ -19,8 +18,8 @@ JOBS = "SWEEPER_JOBS"  # the jobs of this command line, set by the preflight in 
 
 
 def check_launcher(launcher: str, storage: str) -> None:
-    """Workers on other nodes meet only in a storage every node reaches: not an SQLite file."""
-    if launcher.endswith(REMOTE_LAUNCHERS) and sqlite_path(storage) is not None:
+    """Workers on other nodes meet only in a storage every node reaches: not SQLite (a file, or memory)."""
+    if launcher.endswith(REMOTE_LAUNCHERS) and storage.startswith("sqlite:"):
         raise ConfigError(f"study.storage={storage} with hydra/launcher {launcher.rpartition('.')[2]}: "
                           "workers on other nodes cannot share an SQLite file; allowed: a PostgreSQL URL, "
                           "e.g. study.storage=postgresql://user:password@host/db")

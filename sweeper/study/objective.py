@@ -14,12 +14,12 @@ from optuna.trial import TrialState
 
 from sweeper.data.batching import eval_subset, get_dataloaders, get_extra_eval_dataloaders, get_subset_eval_dataloader
 from sweeper.data.dataset import load_task
-from sweeper.results.artifacts import attach_best_model
-from sweeper.results.export import export_if_better
 from sweeper.scale import distributed
 from sweeper.study import budget, faults, probes, steps
+from sweeper.study.artifacts import attach_best_model
 from sweeper.study.pruning import TRIVIAL, TRIVIAL_WITHIN
 from sweeper.train import checkpoints
+from sweeper.train.export import export_if_better
 from sweeper.train.loop import Hparams, pad_multiple, resolve_precision, train
 from sweeper.train.metrics import improves, objectives, trivial_value
 from sweeper.train.model import fresh_model, load_template

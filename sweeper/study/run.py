@@ -1,5 +1,5 @@
 """One Optuna study per job: create or load it, then run trials until it holds study.n_trials
-finished (complete + pruned) ones. Knows trials and storage, nothing of tensors."""
+finished (complete + pruned) ones or its budget is spent. Knows trials and storage, nothing of tensors."""
 from __future__ import annotations
 
 import datetime
@@ -17,7 +17,6 @@ from hydra.utils import instantiate
 from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
-from sweeper.results.report import summarize
 from sweeper.study import budget, faults, probes
 from sweeper.study.definition import defined_study
 from sweeper.study.lock import study_lock
@@ -94,8 +93,9 @@ def count(trials, states) -> int:
     return sum(t.state in states for t in trials)
 
 
-def run_study(cfg) -> float | None:
-    """Run what the study is missing and summarize it; returns the best value."""
+def search(cfg) -> tuple[optuna.Study, Path]:
+    """Run what the study is missing (its trials, until its target or its budget); returns the study and its
+    directory, for the verdict and the summary that end the job (sweeper/job.py)."""
     storage = open_storage(cfg.study)
     study = load_study(storage, cfg)
     study_dir = Path(cfg.out_dir) / cfg.study.name
@@ -108,18 +108,7 @@ def run_study(cfg) -> float | None:
         log.info("study %s: %s; nothing to run (a larger budget resumes it)", cfg.study.name, spent)
     else:
         run_missing(study, cfg, study_dir)
-    verdict = {}
-    if cfg.verdict.top and count(study.get_trials(deepcopy=False), [TrialState.COMPLETE]):
-        from sweeper.results.verdict import run_verdict
-
-        # Once the search stopped (its target or its budget), before the summary, whose compute line and report
-        # then count it: an interrupted verdict resumes from its stored runs.
-        verdict = run_verdict(study, cfg, study_dir)
-    with disk.writing(study_dir, 0, "the summary"):  # a full disk here too ends in one line, exit 4
-        best = summarize(study, cfg, study_dir)
-    if verdict:  # the study's last word
-        log.info("%s (per run: %s)", verdict["summary"], study_dir / "verdict.csv")
-    return best
+    return study, study_dir
 
 
 def budget_spent(study: optuna.Study, cfg) -> str | None:
@@ -138,7 +127,7 @@ def verdict_share(cfg) -> float:
 
 def run_missing(study: optuna.Study, cfg, study_dir: Path) -> None:
     """Train the trials the study lacks. The objective (data, template model) lives in this frame only,
-    so nothing that keeps a later frame alive (a logged traceback in summarize) keeps the model."""
+    so nothing that keeps a later frame alive (a logged traceback in the summary) keeps the model."""
     from sweeper.study.objective import Objective  # torch and transformers load only when there is work
 
     objective = Objective(cfg, study_dir)

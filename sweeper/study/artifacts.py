@@ -101,7 +101,7 @@ def snapshot(model_dir: Path, archive: Path, trial_number: int) -> bool:
     not deflated: float tensors shrink 8% for 4 s of CPU (MiniLM's 91 MB); the text files are deflated."""
     import fcntl
 
-    from sweeper.results.export import read_marker
+    from sweeper.train.export import read_marker
 
     with open(model_dir.with_name(f"{model_dir.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
