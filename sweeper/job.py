@@ -7,7 +7,7 @@ import logging
 from optuna.trial import TrialState
 
 from sweeper.results.report import summarize
-from sweeper.study.run import search
+from sweeper.study.run import count, search
 from sweeper.train import disk
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ def run_study(cfg) -> float | None:
     """Run what the study is missing, judge and summarize it; returns the best value."""
     study, study_dir = search(cfg)
     verdict = {}
-    if cfg.verdict.top and any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+    if cfg.verdict.top and count(study.get_trials(deepcopy=False), [TrialState.COMPLETE]):
         from sweeper.results.verdict import run_verdict
 
         # Once the search stopped (its target or its budget), before the summary, whose compute line and report

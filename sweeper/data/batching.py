@@ -76,11 +76,10 @@ def eval_subset(n: int, size: int | None, seed: int) -> np.ndarray | None:
     return np.sort(np.random.default_rng(seed).permutation(n)[:size])
 
 
-def get_subset_eval_dataloader(data, size: int | None, seed: int, eval_batch_size: int, group_by_length: bool,
+def get_subset_eval_dataloader(data, chosen: np.ndarray | None, eval_batch_size: int, group_by_length: bool,
                                pad_to_multiple_of: int | None) -> DataLoader | None:
-    """The evaluations within an epoch: a fixed seeded subset of `size` evaluation examples, the same for every
-    trial of a study; None when the split is no larger (then they use the whole split)."""
-    chosen = eval_subset(len(data.eval), size, seed)
+    """The evaluations within an epoch: on the evaluation examples `chosen` (eval_subset), the same for every trial
+    of a study; None without a subset (then they use the whole split)."""
     if chosen is None:
         return None
     collate = DataCollatorWithPadding(data.tokenizer, pad_to_multiple_of=pad_to_multiple_of)

@@ -63,9 +63,11 @@ class Objective:
         # For the pruner; a regression has no constant prediction to compare with.
         labels = np.asarray(self.data.eval["labels"])
         self.trivial = None if cfg.task.num_labels == 1 else trivial_value(labels, self.objectives[0])
-        within = eval_subset(len(labels), cfg.train.eval_subset, cfg.seed) if cfg.train.evals_per_epoch > 1 else None
-        self.trivial_within = None if self.trivial is None or within is None else trivial_value(labels[within],
-                                                                                                  self.objectives[0])
+        # The examples evaluations within an epoch score on (train.eval_subset), and their constant prediction's value.
+        self.subset = (eval_subset(len(labels), cfg.train.eval_subset, cfg.seed) if cfg.train.evals_per_epoch > 1
+                       else None)
+        self.trivial_within = None if self.trivial is None or self.subset is None else trivial_value(
+            labels[self.subset], self.objectives[0])
         self.optimizer_fn = instantiate(cfg.optimizer.optimizer)
         self.scheduler_fn = instantiate(cfg.optimizer.scheduler)
         self.trial: optuna.Trial | None = None  # the running trial, for the interrupt handler
@@ -160,8 +162,10 @@ class Objective:
             on_evaluate=None, data=None):
         """One training run on the study's data (or `data`: the verdict's) and template: a trial's, or a retrain
         seed's. hp.batch_size is the global batch: each of a data-parallel trial's processes takes its share
-        (sweeper/scale/distributed.py)."""
+        (sweeper/scale/distributed.py). `on_evaluate` (evaluations within an epoch, on self.subset) is a trial's:
+        on the study's data only."""
         cfg, data = self.cfg, data or self.data
+        assert on_evaluate is None or data is self.data, "self.subset indexes the study's evaluation split"
         train_dl, eval_dl = get_dataloaders(
             data, hp.batch_size // distributed.world_size(), cfg.train.eval_batch_size, seed,
             cfg.train.group_by_length, pad_multiple(self.precision))
@@ -176,7 +180,7 @@ class Objective:
             cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile, on_train_end=on_train_end,
             regression=cfg.task.num_labels == 1, extra_eval=extra_eval, on_log=on_log,
             evals_per_epoch=cfg.train.evals_per_epoch, on_evaluate=on_evaluate,
-            subset_dl=get_subset_eval_dataloader(data, cfg.train.eval_subset, cfg.seed, cfg.train.eval_batch_size,
+            subset_dl=get_subset_eval_dataloader(data, self.subset, cfg.train.eval_batch_size,
                                                  cfg.train.group_by_length, pad_multiple(self.precision))
             if on_evaluate is not None and cfg.train.evals_per_epoch > 1 else None)
 

@@ -22,7 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 TRIVIAL = "trivial_value"  # the trial user attribute the objective sets
 TRIVIAL_WITHIN = "trivial_value_within"  # the same on the capped subset that reports within an epoch score on
 PROMOTED_AT = "promoted_at"  # a continued probe's user attribute: the step its probe stopped at (probes.py)
-STEP_UNIT = "step_unit"  # absent: steps are epochs; train_samples: within-epoch reports (sweeper/study/steps.py)
+STEP_UNIT = "step_unit"  # absent: steps are epochs; SAMPLES: within-epoch reports (sweeper/study/steps.py)
+SAMPLES = "train_samples"
 
 
 class PlateauMedianPruner(optuna.pruners.BasePruner):
@@ -128,7 +129,7 @@ RUNG_SLACK = 0.98
 def epochs_done(trial: FrozenTrial, step: int, train_size: int | None) -> float | None:
     """Epochs of training behind the report at `step`: samples over the training set's size in the samples unit,
     the epoch index + 1 in the epoch unit; None where the size is unknown."""
-    if trial.user_attrs.get(STEP_UNIT) == "train_samples":
+    if trial.user_attrs.get(STEP_UNIT) == SAMPLES:
         return step / train_size if train_size else None
     return step + 1.0
 
@@ -146,7 +147,7 @@ def trivial_at(trial: FrozenTrial, step: int, train_size: int | None) -> float |
     """The trivial classifier's value on the examples behind the report at `step`: within an epoch (a samples step
     short of a whole epoch) the capped subset's (MRPC's 20% selection split: F1 0.806 on all of it, 0.819 on its
     512-example subset, more than the plateau's margin apart), at an epoch's end the whole split's."""
-    within = trial.user_attrs.get(STEP_UNIT) == "train_samples" and train_size and step % train_size
+    within = trial.user_attrs.get(STEP_UNIT) == SAMPLES and train_size and step % train_size
     return trial.user_attrs.get(TRIVIAL_WITHIN if within and TRIVIAL_WITHIN in trial.user_attrs else TRIVIAL)
 
 

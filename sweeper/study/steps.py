@@ -7,9 +7,7 @@ from __future__ import annotations
 import optuna
 
 from sweeper.study.budget import EVALUATED, TRAIN
-from sweeper.study.pruning import STEP_UNIT  # noqa: F401  (the objective sets it through this module)
-
-SAMPLES = "train_samples"
+from sweeper.study.pruning import SAMPLES, STEP_UNIT  # noqa: F401  (the objective sets them through this module)
 
 
 def epoch_end_step(epoch: int, evals_per_epoch: int, train_size: int) -> int:
