@@ -26,8 +26,8 @@ import rows as rows_file  # noqa: E402  (bench/rows.py)
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from sweeper.config import CONF_DIR, register  # noqa: E402
+from sweeper.search.space import apply  # noqa: E402
 from sweeper.study.objective import Objective  # noqa: E402
-from sweeper.train.loop import Hparams  # noqa: E402
 
 FIELDS = ["task", "lr", "epochs", "batch_size", "seed", "train_size", "select_size", "objective", "value",
           "train_samples", "train_seconds"]
@@ -58,7 +58,8 @@ def measure(args, rows: dict) -> None:
         objective = Objective(cfg, Path(cfg.out_dir) / task)
         name = cfg.task.objective
         for lr, epochs, batch_size in todo:
-            history = objective.fit(Hparams(lr=lr, epochs=epochs, batch_size=batch_size), args.seed,
+            values = {"optimizer.lr": lr, "train.epochs": epochs, "train.batch_size": batch_size}
+            history = objective.fit(apply(cfg, values), args.seed,
                                     on_epoch_end=lambda epoch, metrics: None)
             objective.release()
             row = {"task": task, "lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": args.seed,

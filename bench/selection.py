@@ -24,8 +24,8 @@ import rows as rows_file  # noqa: E402  (bench/rows.py)
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from sweeper.config import CONF_DIR, register  # noqa: E402
+from sweeper.search.space import apply  # noqa: E402
 from sweeper.study.objective import Objective  # noqa: E402
-from sweeper.train.loop import Hparams  # noqa: E402
 
 FIELDS = ["task", "selection_size", "seed", "train_size", "objective", "value", "train_seconds"]
 
@@ -59,7 +59,7 @@ def main() -> None:
             data = type(data)(**{**data.__dict__, "eval": data.unseen[0], "eval_lengths": data.unseen[1]})
         name = cfg.task.objective
         for seed in todo:
-            history = objective.fit(Hparams(lr=5e-5, epochs=3, batch_size=8), seed,
+            history = objective.fit(apply(cfg, {"optimizer.lr": 5e-5, "train.epochs": 3, "train.batch_size": 8}), seed,
                                     on_epoch_end=lambda epoch, metrics: None, data=data)
             objective.release()
             row = {"task": args.task, "selection_size": size, "seed": seed, "train_size": len(data.train),

@@ -95,7 +95,7 @@ def reference_loop(template, data, batch_size: int, epochs: int, seed: int) -> d
 
 def sweeper_trial(objective: Objective, study: optuna.Study, batch_size: int, epochs: int) -> dict:
     """One real trial: enqueued with these hyperparameters, run through study.optimize."""
-    study.enqueue_trial({"lr": 5e-5, "epochs": epochs, "batch_size": batch_size})
+    study.enqueue_trial({"optimizer.lr": 5e-5, "train.epochs": epochs, "train.batch_size": batch_size})
     study.optimize(objective, n_trials=1)
     trial = study.trials[-1]
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()

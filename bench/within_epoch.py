@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from sweeper.config import CONF_DIR, register  # noqa: E402
+from sweeper.search.space import apply  # noqa: E402
 from sweeper.study.objective import Objective  # noqa: E402
-from sweeper.train.loop import Hparams  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
         cfg = compose("config", overrides=[f"model={args.model}", f"task.max_train_samples={args.train_samples}",
                                            "train.progress=false", "out_dir=/tmp/bench-within-epoch"])
     objective = Objective(cfg, Path(cfg.out_dir) / "study")
-    hp = Hparams(lr=5e-5, epochs=args.epochs, batch_size=args.batch_size)
+    course = {"optimizer.lr": 5e-5, "train.epochs": args.epochs, "train.batch_size": args.batch_size}
     rows = []
     # k=1 first and last: the first run of a process pays one-off costs (kernels, allocations), and the machine
     # may drift; compare the k=4 arms with both.
@@ -47,7 +47,7 @@ def main() -> None:
         cfg.train.evals_per_epoch, cfg.train.eval_subset = k, subset
         reports = []
         wall, cpu = time.perf_counter(), time.process_time()
-        history = objective.fit(hp, cfg.seed, on_epoch_end=lambda e, m, r=reports: r.append(m),
+        history = objective.fit(apply(cfg, course), cfg.seed, on_epoch_end=lambda e, m, r=reports: r.append(m),
                                 on_evaluate=lambda step, m, r=reports: r.append(m))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         objective.release()

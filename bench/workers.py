@@ -28,9 +28,9 @@ def arm(workers: int, threads: int, args, tmp: Path) -> float:
     command = [sys.executable, "-m", "sweeper", f"model={args.model}", "task=mrpc", f"out_dir={out}",
                f"task.max_train_samples={args.train_samples}", f"task.max_eval_samples={args.eval_samples}",
                f"study.n_trials={args.trials}", f"train.threads={threads}", "train.progress=false",
-               "search.epochs.low=1", "search.epochs.high=1", f"search.batch_size=[{args.batch_size}]",
-               "search.lr.low=5e-5", "search.lr.high=5e-5", f"search.reference.batch_size={args.batch_size}",
-               "search.reference.epochs=1", "pruner=none", "study.keep_checkpoints=none"]
+               "search.space.train.epochs=1", f"search.space.train.batch_size={args.batch_size}",
+               "search.space.optimizer.lr=5e-5", f"search.reference.train.batch_size={args.batch_size}",
+               "search.reference.train.epochs=1", "pruner=none", "study.keep_checkpoints=none"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     start = time.perf_counter()
     procs = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

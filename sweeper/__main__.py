@@ -13,9 +13,10 @@ def _terminate(signum, frame):
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a shell started us ignoring it
-    from sweeper.cli import preflight, sweep
+    from sweeper.cli import preflight, quote_space, sweep
     from sweeper.config import ConfigError
 
+    sys.argv[1:] = quote_space(sys.argv[1:])  # Hydra reads sys.argv
     argv = sys.argv[1:]
     try:
         if "mode=status" in argv:

@@ -9,11 +9,12 @@ import warnings
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from sweeper.config import CONF_DIR, ConfigError, choices, register, validate
+from sweeper.config import CONF_DIR, ConfigError, register, validate
 from sweeper.data import source
+from sweeper.search.space import LEGACY
 from sweeper.usage import config_groups
 
-GROUPS = ("task", "model", "optimizer", "search", "pruner")
+LEGACY_KEYS = {v: k for k, v in LEGACY.items()}  # sweeper 0.1's search.lr, ... -> the config key the space sets
 register()
 OmegaConf.register_new_resolver("sweeper_groups", config_groups, replace=True)  # --help (conf/hydra/help)
 # conf/config.yaml adds ./outputs to Hydra's search path (for `+<study>=best`); before a first sweep, or
@@ -60,18 +61,20 @@ def preflight(argv: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import MissingConfigException, OverrideParseException
 
     flags = [a for a in argv if a.startswith("-")]
     if set(flags) - {"-m", "--multirun"}:
         return  # --help, --cfg, --info ...: Hydra's own business
-    overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+    except OverrideParseException as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
     for o in overrides:
-        if o.key_or_group in GROUPS:
-            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
-            for v in values:
-                if str(v) not in choices(o.key_or_group):
-                    raise ConfigError(f"unknown {o.key_or_group} '{v}'; allowed: "
-                                      f"{', '.join(choices(o.key_or_group))}")
+        if (old := o.key_or_group.lstrip("+~")).split(".")[:2] in (["search", k] for k in LEGACY.values()):
+            raise ConfigError(f"{old}: the search space is search.space.<config key> since sweeper 0.2; allowed: "
+                              f"e.g. 'search.space.{LEGACY_KEYS[old.split('.')[1]]}=...' in the grammar of "
+                              "conf/search/default.yaml")
     if not flags and any(o.is_sweep_override() for o in overrides):
         return  # Hydra explains that a sweep needs -m
     jobs = [[o.input_line for o in overrides if not hydra_key(o.key_or_group)]]
@@ -85,9 +88,36 @@ def preflight(argv: list[str]) -> None:
         for job in jobs:
             try:
                 cfg = compose("config", overrides=job, return_hydra_config=True)
+            except MissingConfigException as e:  # an option in no config directory (conf/, hydra.searchpath)
+                group, _, name = str(e.missing_cfg_file).rpartition("/")
+                allowed = [o for o in e.options or [] if not o.endswith("_schema")]
+                raise ConfigError(f"unknown {group or 'config'} '{name}'; allowed: {', '.join(allowed)} (or a "
+                                  f"{group}/{name}.yaml of your own in a directory on hydra.searchpath)") from None
             except Exception as e:
                 raise ConfigError(explain(e, job)) from None
             check(cfg, cfg.hydra.launcher._target_)
+
+
+def quote_space(argv: list[str]) -> list[str]:
+    """`search.space.<key>=interval(...)` and the like, quoted: a distribution for the space to read
+    (sweeper/search/space.py), not a sweep for Hydra to run as several jobs; and added where the space has no such
+    entry yet (Hydra's `++`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser, out = OverridesParser.create(), []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key.startswith(("search.space.", "search.reference.")):
+            key, arg = f"++{key}", f"++{arg}"  # the space is the user's: an entry is added or replaced alike
+        if eq and key.lstrip("+~").startswith("search.space.") and not value.startswith(("'", '"')):
+            try:
+                sweep = parser.parse_override(arg).is_sweep_override()
+            except Exception:
+                sweep = False  # Hydra says what is wrong with it
+            if sweep:
+                arg = f"{key}='" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        out.append(arg)
+    return out
 
 
 def hydra_key(override: str) -> bool:
@@ -110,7 +140,10 @@ def explain(error: Exception, job: list[str]) -> str:
         message += ": " + str(cause).splitlines()[0]
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:
         parent = cause.full_key.rpartition(".")[0]
-        base = compose("config", overrides=[j for j in job if j.split("=")[0].lstrip("+~") != cause.full_key])
+        try:
+            base = compose("config", overrides=[j for j in job if j.split("=")[0].lstrip("+~") != cause.full_key])
+        except Exception:  # another override is wrong too: Hydra's message for this one is all there is
+            return message
         node = OmegaConf.select(base, parent) if parent else base
         if node is not None and OmegaConf.is_dict(node):
             message += f"; allowed keys: {', '.join(node.keys())}"

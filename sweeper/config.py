@@ -40,12 +40,27 @@ class TaskConfig:
     submission_file: str = MISSING  # GLUE's name for the test predictions, e.g. MRPC.tsv
 
 
+class Pooling(str, Enum):
+    cls = "cls"  # BERT's pooler: a dense layer on the [CLS] token's state
+    mean = "mean"  # the mean of the token states, padding left out (what all-MiniLM-L6-v2 was trained to give)
+
+
+@dataclass
+class DropoutConfig:  # null = the checkpoint's config.json value
+    hidden: float | None = None  # embeddings and every layer's outputs (hidden_dropout_prob)
+    attention: float | None = None  # attention probabilities (attention_probs_dropout_prob)
+    classifier: float | None = None  # before the classification layer (classifier_dropout; null: hidden's)
+
+
 @dataclass
 class ModelConfig:
     name: str = MISSING
     path: str = MISSING  # a local checkpoint directory or a Hub id
     random_init: bool = False  # build from the config only (tiny test models)
     overrides: dict[str, Any] = field(default_factory=dict)  # applied to config.json
+    pooling: Pooling = Pooling.cls  # what the classification head reads: cls or mean (sweeper/train/pooling.py)
+    reinit_layers: int = 0  # the top this many layers (and the pooler) drawn afresh per trial (Zhang et al. 2021)
+    dropout: DropoutConfig = field(default_factory=DropoutConfig)
 
 
 @dataclass
@@ -58,37 +73,21 @@ class AdamWConfig:
     fused: bool | None = None
 
 
-@dataclass
-class ScheduleConfig:
-    _target_: str = MISSING
-    _partial_: bool = MISSING
+class Schedule(str, Enum):
+    linear = "linear"  # after warmup, linear decay to zero (the course's)
+    cosine = "cosine"  # after warmup, half a cosine down to zero
+    constant = "constant"  # after warmup, held
 
 
 @dataclass
 class OptimizerConfig:
     name: str = MISSING
+    lr: float = MISSING  # the peak learning rate (the head's, with layer_decay < 1)
     optimizer: AdamWConfig = MISSING
-    scheduler: ScheduleConfig = MISSING
+    schedule: Schedule = MISSING
     warmup_ratio: float = MISSING
-
-
-@dataclass
-class FloatRange:
-    low: float = MISSING
-    high: float = MISSING
-
-
-@dataclass
-class IntRange:
-    low: int = MISSING
-    high: int = MISSING
-
-
-@dataclass
-class Reference:
-    lr: float = MISSING
-    epochs: int = MISSING
-    batch_size: int = MISSING
+    layer_decay: float = 1.0  # layer-wise lr decay (sweeper/train/optim.py); 1.0 = one lr for every layer
+    max_grad_norm: float | None = None  # gradient clipping by global norm; null = none
 
 
 @dataclass
@@ -100,12 +99,12 @@ class ProbeConfig:  # "start many, stop early, continue some" as one bracket (sw
 
 @dataclass
 class SearchConfig:
-    lr: FloatRange = MISSING  # log-uniform
-    epochs: IntRange = MISSING
-    batch_size: list[int] = MISSING  # categorical
+    space: dict[str, Any] = field(default_factory=dict)  # config key -> distribution (sweeper/search/space.py)
+    custom: Any = None  # a function called with trial= and cfg= for conditional parameters; null = none
     enqueue_portfolio: bool = MISSING
-    portfolio: list[Reference] = field(default_factory=list)  # a new study's first trials, in order
-    reference: Reference = MISSING  # the course settings: the verdict's yardstick
+    portfolio: list[dict[str, Any]] = field(default_factory=list)  # a new study's first trials ({key: value}), in order
+    reference: dict[str, Any] = field(default_factory=dict)  # the course settings ({key: value}): the verdict's
+    #   yardstick
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 
 
@@ -166,10 +165,15 @@ class VerdictConfig:
     top: int = 0  # configurations retrained and scored on the unseen eval_split; 0 = no verdict
     seeds: int = 3
     share: float = 0.25  # of study.budget_*: the search stops when the rest is spent
+    confidence: float = 0.95  # of the test that calls the winner better (sweeper/results/significance.py)
+    max_seeds: int = 6  # seeds for the two finalists where the first leave the question open; = seeds: no more
 
 
 @dataclass
 class TrainConfig:
+    epochs: int = MISSING  # a trial's epochs: the length of its schedule
+    batch_size: int = MISSING  # a trial's global batch (shared among the processes of a data-parallel trial)
+    keep_best: bool = False  # a trial ends with its best epoch (value and weights) instead of its last
     precision: Precision = MISSING
     group_by_length: bool = MISSING
     eval_batch_size: int = MISSING
@@ -242,15 +246,11 @@ def choices(group: str) -> list[str]:
 
 def validate(cfg) -> None:
     """The checks a schema cannot express; raises ConfigError naming the value and what is allowed."""
+    from sweeper.search.space import check as check_space
+
     s = cfg.search
-    if not 0 < s.lr.low <= s.lr.high:
-        raise ConfigError(f"search.lr: low={s.lr.low} high={s.lr.high}; need 0 < low <= high")
-    if not 1 <= s.epochs.low <= s.epochs.high:
-        raise ConfigError(
-            f"search.epochs: low={s.epochs.low} high={s.epochs.high}; need 1 <= low <= high"
-        )
-    if len(s.batch_size) == 0 or any(b < 1 for b in s.batch_size):
-        raise ConfigError(f"search.batch_size={list(s.batch_size)}; need one or more sizes >= 1")
+    validate_run(cfg)
+    space = check_space(cfg, validate_run)  # every bound of the space, set on a copy, passes validate_run too
     st, p = cfg.study, s.probe
     if p.trials and not (p.epochs > 0 and 1 <= p.keep <= p.trials and p.trials + p.keep <= st.n_trials):
         raise ConfigError(f"search.probe: trials={p.trials} epochs={p.epochs} keep={p.keep} with study.n_trials="
@@ -278,7 +278,9 @@ def validate(cfg) -> None:
     if cfg.train.evals_per_epoch < 1:
         raise ConfigError(f"train.evals_per_epoch={cfg.train.evals_per_epoch}; allowed: an integer >= 1")
     resource = cfg.pruner.get("min_resource")
-    if cfg.train.evals_per_epoch > 1 and isinstance(resource, int) and resource <= s.epochs.high:
+    epochs = space.get("train.epochs", cfg.train.epochs)
+    most = getattr(epochs, "high", max(getattr(epochs, "choices", [epochs])))
+    if cfg.train.evals_per_epoch > 1 and isinstance(resource, int) and resource <= most:
         raise ConfigError(f"pruner.min_resource={resource} with train.evals_per_epoch={cfg.train.evals_per_epoch}: "
                           "steps are then training samples, not epochs; allowed: train.evals_per_epoch=1 (Optuna's "
                           "halving over epochs), or a number of training samples (about the training set's size / "
@@ -308,6 +310,34 @@ def validate(cfg) -> None:
         raise ConfigError("train.eval_batch_size and train.log_every must be >= 1")
 
 
+def validate_run(cfg) -> None:
+    """What one training run takes (the study's config, and each trial's: sweeper/search/space.py)."""
+    o, t, m = cfg.optimizer, cfg.train, cfg.model
+    if not o.lr > 0:
+        raise ConfigError(f"optimizer.lr={o.lr}; allowed: a learning rate > 0")
+    if t.epochs < 1 or t.batch_size < 1:
+        raise ConfigError(f"train.epochs={t.epochs} train.batch_size={t.batch_size}; allowed: integers >= 1")
+    if not 0 <= o.warmup_ratio < 1:
+        raise ConfigError(f"optimizer.warmup_ratio={o.warmup_ratio}; allowed: 0 <= warmup_ratio < 1")
+    if not 0 < o.layer_decay <= 1:
+        raise ConfigError(f"optimizer.layer_decay={o.layer_decay}; allowed: 0 < layer_decay <= 1 (1 = off)")
+    if o.max_grad_norm is not None and not o.max_grad_norm > 0:
+        raise ConfigError(f"optimizer.max_grad_norm={o.max_grad_norm}; allowed: null (no clipping) or a norm > 0")
+    if m.reinit_layers < 0:
+        raise ConfigError(f"model.reinit_layers={m.reinit_layers}; allowed: 0 (off) or a number of top layers")
+    for key, p in m.dropout.items():
+        if p is not None and not 0 <= p < 1:
+            raise ConfigError(f"model.dropout.{key}={p}; allowed: null (the checkpoint's) or 0 <= p < 1")
+    if t.keep_best:
+        from sweeper.train.metrics import objectives
+
+        names = objectives(cfg.task, cfg.study)
+        if len(names) > 1 or names[0] not in cfg.task.metrics:
+            raise ConfigError(f"train.keep_best=true with objectives {names}: the best epoch is the best of one "
+                              "task metric; allowed: train.keep_best=false, or one objective of "
+                              f"{list(cfg.task.metrics)}")
+
+
 def validate_verdict(cfg) -> None:
     """A selection split of a size the training set can give, and a verdict only where the search never saw
     the data it scores on (sweeper/results/verdict.py)."""
@@ -317,9 +347,10 @@ def validate_verdict(cfg) -> None:
                           "of the training set in (0, 1), or a count of training examples >= 1")
     if v is None or not v.top:
         return
-    if v.top < 0 or v.seeds < 1 or not 0 <= v.share < 1:
-        raise ConfigError(f"verdict.top={v.top} seeds={v.seeds} share={v.share}; allowed: top >= 0 (0 = off), "
-                          "seeds >= 1, 0 <= share < 1")
+    if v.top < 0 or v.seeds < 2 or not 0 <= v.share < 1 or not 0.5 <= v.confidence < 1 or v.max_seeds < v.seeds:
+        raise ConfigError(f"verdict.top={v.top} seeds={v.seeds} share={v.share} confidence={v.confidence} "
+                          f"max_seeds={v.max_seeds}; allowed: top >= 0 (0 = off), seeds >= 2 (the test needs the "
+                          "seeds' spread), 0 <= share < 1, 0.5 <= confidence < 1, max_seeds >= seeds")
     if n is None:
         raise ConfigError(f"verdict.top={v.top} without a selection split: the verdict would score on "
                           f"{cfg.task.eval_split}, the split the search selected on; allowed: verdict.top=0, or "

@@ -20,7 +20,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # A tiny but complete sweep: the CLI's own configs, with the model, data and trial count shrunk.
 TINY = ["model=tiny", "task.max_train_samples=64", "task.max_eval_samples=32", "train.progress=false",
         "study.budget_epochs=null",  # trial counts as the tests set them (test_budget.py: the budget)
-        "search.portfolio=[{lr:5e-5,epochs:3,batch_size:8}]"]  # one queued start, the course settings (as trial 0)
+        "search.portfolio=[{optimizer.lr:5e-5,train.epochs:3,train.batch_size:8}]"]  # one queued start, the course
+#   settings (as trial 0)
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +35,12 @@ def compose_config(*overrides: str):
     """The CLI's own config, composed with overrides."""
     from hydra import compose, initialize_config_dir
 
+    from sweeper.cli import quote_space
     from sweeper.config import CONF_DIR, register
 
     register()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return compose("config", overrides=quote_space(list(overrides)))  # search.space entries as the CLI takes them
 
 
 @pytest.fixture

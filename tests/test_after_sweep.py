@@ -16,7 +16,8 @@ from conftest import TINY, cli, load
 def test_multirun_summary_retrain_and_the_dashboard(tmp_path, glue_dir):
     storage = f"sqlite:///{tmp_path}/s.db"
     # Retraining runs under the study's definition (sweeper/study/definition.py): the same overrides as the sweep.
-    common = [*TINY, "search.epochs.high=2", f"study.storage={storage}", f"out_dir={tmp_path}", f"data_dir={glue_dir}"]
+    common = [*TINY, "search.space.train.epochs=range(1,2)", f"study.storage={storage}", f"out_dir={tmp_path}",
+              f"data_dir={glue_dir}"]
     result = cli("-m", "task=mrpc,sst2", "study.n_trials=3", *common)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "summary of 2 studies" in result.stdout
@@ -26,8 +27,8 @@ def test_multirun_summary_retrain_and_the_dashboard(tmp_path, glue_dir):
     for row in rows:
         study = load(storage, row["study"])
         assert int(row["complete"]) + int(row["pruned"]) == 3 and float(row["best"]) == study.best_value
-        assert float(row["train_minutes"]) > 0 and row["best_lr"] == str(study.best_params["lr"])
-        assert int(row["train_samples_complete"]) == 64 * sum(t.params["epochs"] for t in study.trials
+        assert float(row["train_minutes"]) > 0 and row["best_optimizer.lr"] == str(study.best_params["optimizer.lr"])
+        assert int(row["train_samples_complete"]) == 64 * sum(t.params["train.epochs"] for t in study.trials
                                                                if t.state.name == "COMPLETE")
         assert study.metric_names == [row["objective"]]
         for name in ("best-model/model.safetensors", "best.yaml", "report.html", "trials.csv"):
@@ -38,7 +39,7 @@ def test_multirun_summary_retrain_and_the_dashboard(tmp_path, glue_dir):
     study = load(storage, "sst2-tiny")
     attrs = study.user_attrs["retrain"]
     assert attrs["trial"] == study.best_trial.number and attrs["seeds"] == [42, 43]
-    assert attrs["train_samples"] == 2 * 64 * study.best_params["epochs"]  # both seeds' training, for the summary
+    assert attrs["train_samples"] == 2 * 64 * study.best_params["train.epochs"]  # both seeds' training, for the summary
     # Seed 42 is the trial's own: the same data, template, seed and parameters give the same value.
     assert attrs["values"][0] == pytest.approx(study.best_value, abs=1e-9)
     assert f"over 2 seeds {attrs['mean']:.4f} +- {attrs['std']:.4f}" in retrain.stdout
@@ -158,7 +159,7 @@ def test_summary_has_a_row_per_study_with_its_best_trial(tmp_path):
     assert (mrpc["task"], mrpc["complete"], mrpc["pruned"], mrpc["failed"]) == ("mrpc", "2", "1", "0")
     assert (mrpc["objective"], mrpc["best"], mrpc["best_trial"], mrpc["accuracy"]) == ("f1", "0.8", "1", "0.4")
     assert (sst2["objective"], sst2["best"], sst2["f1"]) == ("accuracy", "0.6", "0.6")
-    assert float(mrpc["train_minutes"]) >= 0 and mrpc["best_epochs"] in {"1", "2", "3"}
+    assert float(mrpc["train_minutes"]) >= 0 and mrpc["best_train.epochs"] in {"1", "2", "3"}
 
 
 def test_summary_shows_the_metrics_the_task_defines(tmp_path):

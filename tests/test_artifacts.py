@@ -37,7 +37,7 @@ def model_metas(study):
 
 
 def test_a_sweep_leaves_its_best_model_and_report_in_the_store(compose_cfg, tmp_path, caplog):
-    cfg = compose_cfg(*TINY, "study.n_trials=2", "search.epochs.high=1")
+    cfg = compose_cfg(*TINY, "study.n_trials=2", "search.space.train.epochs=1")
     from sweeper.job import run_study
 
     with caplog.at_level("INFO"):
@@ -63,7 +63,7 @@ def test_a_sweep_leaves_its_best_model_and_report_in_the_store(compose_cfg, tmp_
 
     # study.artifacts is not part of the study's definition: a resume without a store runs, and one with it
     # again rewrites the one report in place.
-    run_study(compose_cfg(*TINY, "study.n_trials=3", "search.epochs.high=1", "study.artifacts=null"))
+    run_study(compose_cfg(*TINY, "study.n_trials=3", "search.space.train.epochs=1", "study.artifacts=null"))
     assert len(load(cfg.study.storage, "mrpc-tiny").trials) == 3
     (tmp_path / "mrpc-tiny" / "report.html").unlink()
     run_study(cfg)
@@ -155,7 +155,7 @@ def test_the_dashboard_lists_the_best_model_and_the_report(tmp_path, glue_dir):
     from test_after_sweep import dashboard_pages
 
     storage = f"sqlite:///{tmp_path}/s.db"
-    result = cli("task=mrpc", *TINY, "study.n_trials=2", "search.epochs.high=1", f"study.storage={storage}",
+    result = cli("task=mrpc", *TINY, "study.n_trials=2", "search.space.train.epochs=1", f"study.storage={storage}",
                  f"out_dir={tmp_path}", f"data_dir={glue_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"dashboard: optuna-dashboard {storage} --artifact-dir {tmp_path}/artifacts" in result.stdout

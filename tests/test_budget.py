@@ -13,7 +13,7 @@ from sweeper.study import budget
 from sweeper.study.progress import snapshot
 
 EPOCHS = [*TINY, "train.evals_per_epoch=1"]  # one evaluation per epoch: the counts below are whole epochs
-ONE_EPOCH = [*EPOCHS, "search.epochs.high=1"]  # every trial 1 epoch: 64 trained + 32 evaluated samples
+ONE_EPOCH = [*EPOCHS, "search.space.train.epochs=1"]  # every trial 1 epoch: 64 trained + 32 evaluated samples
 TRIAL_EPOCHS = (64 + 32 * budget.EVAL_WEIGHT) / 64  # what one such trial spends, in epochs of the training set
 
 
@@ -58,7 +58,7 @@ def test_a_budget_in_minutes_counts_the_stored_trials_durations(compose_cfg, cap
 def test_a_pruned_trial_counts_what_it_trained(compose_cfg):
     from sweeper.study.objective import Objective
 
-    cfg = compose_cfg(*EPOCHS, "search.epochs.low=2", "search.epochs.high=2", "search.batch_size=[16]")
+    cfg = compose_cfg(*EPOCHS, "search.space.train.epochs=2", "search.space.train.batch_size=16")
     study = optuna.create_study(storage=cfg.study.storage, study_name="pruned", direction="maximize",
                                 pruner=optuna.pruners.ThresholdPruner(lower=2.0))  # prunes at its first report
     study.optimize(Objective(cfg, Path(cfg.out_dir) / "pruned"), n_trials=1)
@@ -108,7 +108,7 @@ def test_a_retry_counts_only_what_it_trained_itself(compose_cfg):
         def prune(self, study, trial):
             raise KeyboardInterrupt
 
-    cfg = compose_cfg(*EPOCHS, "study.n_trials=1", "search.epochs.low=2", "search.epochs.high=2", "pruner=none")
+    cfg = compose_cfg(*EPOCHS, "study.n_trials=1", "search.space.train.epochs=2", "pruner=none")
     study = load_study(open_storage(cfg.study), cfg)
     objective = Objective(cfg, Path(cfg.out_dir) / cfg.study.name)
     study.pruner = Interrupt()

@@ -28,11 +28,18 @@ def stored(tmp_path, glue_dir):
 
 
 @pytest.mark.parametrize("bad,message", [
-    (["-m", "task=mrpc,qqq"], "error: unknown task 'qqq'; allowed: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli"),
+    (["-m", "task=mrpc,qqq"], "error: unknown task 'qqq'; allowed: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli "
+                              "(or a task/qqq.yaml of your own in a directory on hydra.searchpath)"),
     (["model=bert-large"], "error: unknown model 'bert-large'; allowed: bert-base-uncased, minilm, tiny"),
-    (["search.lr.low=1e-3"], "error: search.lr: low=0.001 high=0.0002; need 0 < low <= high"),
-    (["search.epochs.low=3", "search.epochs.high=1"], "error: search.epochs: low=3 high=1; need 1 <= low <= high"),
-    (["search.batch_size=[]"], "error: search.batch_size=[]; need one or more sizes >= 1"),
+    (["search.space.optimizer.lr=tag(log, interval(1e-3, 2e-4))"], "error: search.space.optimizer.lr=tag(log, "
+                                                                  "interval(1e-3, 2e-4)): low 0.001 >= high 0.0002"),
+    (["search.space.train.epochs=range(3,1)"], "error: search.space.train.epochs=range(3,1): low 3 > high 1"),
+    (["search.space.train.epoch=range(1,3)"], "error: search.space.train.epoch: no such config key; keys under "
+                                              "train: epochs, batch_size"),
+    (["search.space.task.max_length=choice(64, 128)"], "error: search.space.task.max_length: the task and its data "
+                                                       "define what the study measures"),
+    (["search.lr.low=1e-3"], "error: search.lr.low: the search space is search.space.<config key> since sweeper 0.2; "
+                             "allowed: e.g. 'search.space.optimizer.lr=...'"),
     (["study.n_trials=0"], "error: study.n_trials=0; need an integer >= 1"),
     (["task.max_train_sample=5"], "error: Could not override 'task.max_train_sample': Key 'max_train_sample' "
                                   "not in 'TaskConfig'; allowed keys: name, text_columns,"),
@@ -41,7 +48,7 @@ def stored(tmp_path, glue_dir):
 ])
 def test_bad_input_fails_before_training_and_keeps_trials(stored, bad, message):
     storage, args, before = stored
-    result = cli(*bad, *args)
+    result = cli(*args, *bad)  # after the fixture's (model=tiny ...): as a user adds to a command
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(message), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

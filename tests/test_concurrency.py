@@ -28,6 +28,7 @@ from conftest import compose_config
 from sweeper.study.storage import open_storage
 from sweeper.study import probes
 from sweeper.study.run import load_study, run_trials
+from sweeper.search.space import compile_space, suggest
 
 url, name, ready, go, n_trials = sys.argv[1], sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
 cfg = compose_config("model=tiny", f"study.storage={url}", f"study.name={name}", f"study.n_trials={n_trials}",
@@ -37,9 +38,7 @@ class Quick:
     trial = None
     def __call__(self, trial):
         self.trial = trial
-        lr = trial.suggest_float("lr", cfg.search.lr.low, cfg.search.lr.high, log=True)
-        trial.suggest_int("epochs", cfg.search.epochs.low, cfg.search.epochs.high)
-        trial.suggest_categorical("batch_size", list(cfg.search.batch_size))
+        lr = suggest(trial, compile_space(cfg.search), cfg)["optimizer.lr"]
         time.sleep(0.3)
         trial.report(lr * 1e4, 0)
         probes.stop(trial.user_attrs.get(probes.PROBE), trial, 0, lr * 1e4, None)  # a probe stops at its first report

@@ -23,7 +23,9 @@ def test_the_definition_holds_resolved_values(compose_cfg):
     d = definition(compose_cfg(*TINY))
     assert Path(d["model.path"]).is_absolute() and (Path(d["model.path"]) / "config.json").exists()
     assert d["task.max_train_samples"] == 64 and d["task.max_eval_samples"] == 32 and d["seed"] == 42
-    assert d["search.batch_size"] == [8, 16, 32]
+    assert d["search.space.train.batch_size"] == "CategoricalDistribution(choices=(8, 16, 32))"
+    assert "optimizer.lr" not in d and "train.epochs" not in d  # the space sets them
+    assert not [k for k in d if k.startswith(("model.pooling", "model.reinit", "optimizer.schedule"))]  # neutral
     assert d["pruner._target_"] == "sweeper.study.pruning.PlateauHalvingPruner"
     assert d["train.precision"] == "auto" and d["study.directions"] == ["maximize"]
     assert d["data.content"].startswith("sha256:")
@@ -48,9 +50,17 @@ def test_keys_that_do_not_change_results_are_not_part_of_it(compose_cfg, overrid
     ("model.path=/elsewhere/model", "model.path", None, "/elsewhere/model"),
     ("model=minilm", "model.random_init", True, False),
     ("optimizer=adamw-warmup", "optimizer.warmup_ratio", 0.0, 0.1),
-    ("search.lr.high=5e-5", "search.lr.high", 2e-4, 5e-5),
-    ("search.epochs.high=1", "search.epochs.high", 3, 1),
-    ("search.batch_size=[8]", "search.batch_size", [8, 16, 32], [8]),
+    ("search.space.optimizer.lr=5e-5", "search.space.optimizer.lr",
+     "FloatDistribution(high=0.0002, log=True, low=1e-05, step=None)", 5e-5),
+    ("search.space.train.epochs=1", "search.space.train.epochs",
+     "IntDistribution(high=3, log=False, low=1, step=1)", "IntDistribution(high=1, log=False, low=1, step=1)"),
+    ("search.space.train.batch_size=8", "search.space.train.batch_size", "CategoricalDistribution(choices=(8, 16, 32))",
+     8),
+    ("model.pooling=mean", "model.pooling", None, "mean"),
+    ("optimizer.layer_decay=0.8", "optimizer.layer_decay", None, 0.8),
+    ("train.keep_best=true", "train.keep_best", None, True),
+    ("search.space.model.reinit_layers=range(0,2)", "search.space.model.reinit_layers", None,
+     "IntDistribution(high=2, log=False, low=0, step=1)"),
     ("pruner=plateau", "pruner._target_", "sweeper.study.pruning.PlateauHalvingPruner",
      "sweeper.study.pruning.PlateauMedianPruner"),
     ("train.precision=no", "train.precision", "auto", "no"),
@@ -81,23 +91,26 @@ def test_the_same_data_under_another_path_is_the_same_study(compose_cfg, glue_di
 
 
 def test_the_refusal_names_every_key_both_values_and_the_ways_on():
-    old = {"task.max_train_samples": None, "search.epochs.high": 3, "pruner._target_": "M", "pruner.n_warmup_steps": 0}
-    new = {"task.max_train_samples": 64, "search.epochs.high": 1, "pruner._target_": "H", "pruner.min_resource": 1}
+    old = {"task.max_train_samples": None, "search.space.train.epochs": "I(1, 3)", "pruner._target_": "M",
+           "pruner.n_warmup_steps": 0}
+    new = {"task.max_train_samples": 64, "search.space.train.epochs": "I(1, 1)", "pruner._target_": "H",
+           "pruner.min_resource": 1}
     message = refusal("mrpc-minilm", differences(old, new), [])
     assert message.startswith("study mrpc-minilm was created with another definition: "
-                              "task.max_train_samples: stored null, now 64; search.epochs.high: stored 3, now 1; "
+                              "task.max_train_samples: stored null, now 64; search.space.train.epochs: stored I(1, 3), "
+                              "now I(1, 1); "
                               "pruner._target_: stored M, now H; pruner.min_resource: stored (absent), now 1; "
                               "pruner.n_warmup_steps: stored 0, now (absent); allowed: run it under a new "
                               "study.name (e.g. study.name=mrpc-minilm-2)")
-    assert message.endswith("study.accept may take search.epochs, pruner, not task.max_train_samples")
+    assert message.endswith("study.accept may take search.space, pruner, not task.max_train_samples")
     safe_only = refusal("s", differences(old, {**new, "task.max_train_samples": None}), [])
-    assert safe_only.endswith("or accept the change with study.accept=[search.epochs,pruner]")
-    assert refusal("s", differences(old, {**new, "task.max_train_samples": None}), ["search.epochs", "pruner"]) is None
+    assert safe_only.endswith("or accept the change with study.accept=[search.space,pruner]")
+    assert refusal("s", differences(old, {**new, "task.max_train_samples": None}), ["search.space", "pruner"]) is None
 
 
 @pytest.mark.parametrize("entry,ok", [
-    ("pruner", True), ("train", True), ("search.lr", True), ("search.epochs.high", True), ("model.path", True),
-    ("task.max_train_samples", False), ("search", False), ("search.batch_size", False), ("optimizer", False),
+    ("pruner", True), ("train", True), ("search.space", True), ("search.space.train.epochs", True),
+    ("search", True), ("model.path", True), ("task.max_train_samples", False), ("optimizer", False),
     ("seed", False), ("data.content", False), ("model", False),
 ])
 def test_only_safe_keys_can_be_accepted(compose_cfg, entry, ok):
@@ -136,15 +149,18 @@ def test_a_study_that_stored_the_pruner_under_its_old_module_path_resumes(compos
 def test_an_accepted_change_becomes_the_definition_and_is_noted(compose_cfg, caplog):
     cfg = compose_cfg(*TINY, "pruner=plateau")
     load_study(open_storage(cfg.study), cfg)
-    changed = compose_cfg(*TINY, "pruner=none", "search.epochs.high=2", "study.accept=[pruner,search.epochs]")
+    changed = compose_cfg(*TINY, "pruner=none", "search.space.train.epochs=range(1,2)",
+                          "study.accept=[pruner,search.space]")
     with caplog.at_level("WARNING"):
         load_study(open_storage(changed.study), changed)
     now = attrs(cfg)
     assert stored(now) == definition(changed)
     change = "from trial 1: pruner._target_: sweeper.study.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner"
     assert change in now["changes"]
-    assert "from trial 1: search.epochs.high: 3 -> 2" in now["changes"]  # after the queued start
-    assert "mrpc-tiny: study.accept lets these change from trial 1 on: search.epochs.high: 3 -> 2; " in caplog.text
+    epochs = ("search.space.train.epochs: IntDistribution(high=3, log=False, low=1, step=1) -> "
+              "IntDistribution(high=2, log=False, low=1, step=1)")
+    assert f"from trial 1: {epochs}" in now["changes"]  # after the queued start
+    assert f"mrpc-tiny: study.accept lets these change from trial 1 on: {epochs}; " in caplog.text
     with pytest.raises(ConfigError, match="pruner._target_: stored optuna.pruners.NopPruner, now "):
         load_study(open_storage(cfg.study), cfg)  # the old command is now the different one
 

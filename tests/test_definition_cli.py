@@ -10,7 +10,7 @@ from conftest import TINY, cli, load
 from sweeper.study.definition import stored
 
 pytestmark = pytest.mark.slow
-FAST = [*TINY, "search.epochs.high=1", "study.n_trials=1"]
+FAST = [*TINY, "search.space.train.epochs=1", "study.n_trials=1"]
 
 
 def dump(storage: str) -> list:
@@ -47,7 +47,7 @@ def copied(created, tmp_path):
     (["optimizer=adamw-warmup"], "optimizer.name: stored adamw, now adamw-warmup; "
                                  "optimizer.warmup_ratio: stored 0.0, now 0.1"),
     (["model.path=/tmp/another-model"], "model.path: stored /"),
-    (["study.n_trials=2", "search.batch_size=[8]"], "search.batch_size: stored [8, 16, 32], now [8]"),
+    (["study.n_trials=2", "search.space.train.batch_size=8"], "search.batch_size: stored [8, 16, 32], now [8]"),
 ])
 def test_a_different_definition_is_refused_and_nothing_is_written(created, change, named):
     tmp, args = created

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from conftest import ROOT, TINY, cli, load
 
 pytestmark = pytest.mark.slow
-SWEEP = [*TINY, "search.epochs.low=2", "search.epochs.high=2", "search.batch_size=[8,16]", "pruner=none",
+SWEEP = [*TINY, "search.space.train.epochs=2", "search.batch_size=[8,16]", "pruner=none",
          "study.n_trials=2"]
 
 
@@ -64,8 +64,8 @@ def test_a_two_process_sweep_matches_a_one_process_sweep(tmp_path, glue_dir):
 
 def test_a_killed_two_process_trial_resumes_from_its_checkpoint(tmp_path, glue_dir):
     storage = f"sqlite:///{tmp_path}/s.db"
-    command = [*SWEEP, "study.n_trials=1", "search.batch_size=[8]", "task.max_train_samples=1500",
-               "search.epochs.low=3", "search.epochs.high=3", "study.heartbeat_interval=1", "study.grace_period=2",
+    command = [*SWEEP, "study.n_trials=1", "search.space.train.batch_size=8", "task.max_train_samples=1500",
+               "search.space.train.epochs=3", "study.heartbeat_interval=1", "study.grace_period=2",
                "train.evals_per_epoch=1",  # its checks read epoch steps
                f"study.storage={storage}", f"out_dir={tmp_path}", f"data_dir={glue_dir}"]
     run = torchrun(*command, log=tmp_path / "killed.log")

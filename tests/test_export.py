@@ -19,7 +19,7 @@ def swept(glue_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("swept")
     cfg = compose_config(f"data_dir={glue_dir}", f"out_dir={out}", f"study.storage=sqlite:///{out}/s.db",
-                         *TINY, "study.n_trials=3", "search.epochs.high=2", "train.precision=no",
+                         *TINY, "study.n_trials=3", "search.space.train.epochs=range(1,2)", "train.precision=no",
                          "study.keep_checkpoints=best")
     best = run_study(cfg)
     import optuna
@@ -92,6 +92,7 @@ def test_export_replaces_only_with_a_better_model(tmp_path):
 
 def test_best_yaml_composes_back_to_the_best_trial(swept):
     from sweeper.job import run_study
+    from sweeper.search.space import compile_space
 
     cfg, study, best, out = swept
     text = (out / "mrpc-tiny" / "best.yaml").read_text()
@@ -105,9 +106,8 @@ def test_best_yaml_composes_back_to_the_best_trial(swept):
     assert as_config == as_overrides
     c = as_config
     assert (c.task.name, c.model.name, c.task.max_train_samples, c.task.max_eval_samples) == ("mrpc", "tiny", 64, 32)
-    assert c.search.lr.low == c.search.lr.high == best_params["lr"]
-    assert c.search.epochs.low == c.search.epochs.high == best_params["epochs"]
-    assert list(c.search.batch_size) == [best_params["batch_size"]]
+    assert compile_space(c.search) == study.best_trial.user_attrs["config"]  # every entry fixed at the trial's value
+    assert set(best_params) == {"optimizer.lr", "train.epochs", "train.batch_size"}
     assert c.study.name == "mrpc-tiny-best" and c.study.n_trials == 1
     assert run_study(c) == best  # the same trial again: the same value
 
@@ -134,7 +134,7 @@ def test_report_plots_name_the_metric_and_its_top_says_what_was_swept(swept):
     best = study.best_trial
     for shown in ("<h1>mrpc-tiny</h1>", "<th>task</th><td>mrpc (GLUE, sha256:", "<th>model</th><td>tiny (",
                   "64 training examples (train split), 32 evaluation examples (validation split)",
-                  "<th>objective</th><td>f1 (maximize)", f"f1 {best.value:.4f} (trial {best.number}: lr="):
+                  "<th>objective</th><td>f1 (maximize)", f"f1 {best.value:.4f} (trial {best.number}: optimizer.lr="):
         assert shown in top, shown
 
 
@@ -158,4 +158,4 @@ def test_the_dashboard_names_the_metric_and_the_study(swept):
     assert (attrs["task"]["name"], attrs["model"]["name"], attrs["train_size"], attrs["eval_size"]) == (
         "mrpc", "tiny", 64, 32)
     assert attrs["best_model"] == str(out / "mrpc-tiny" / "best-model")
-    assert "batch_size [8, 16, 32]" in attrs["search_space"]
+    assert attrs["search_space"]["train.batch_size"] == "CategoricalDistribution(choices=(8, 16, 32))"

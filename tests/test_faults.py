@@ -15,10 +15,11 @@ pytestmark = pytest.mark.slow
 
 # Trials slow enough to be caught mid-epoch (about 3 s an epoch for the tiny model), all alike.
 SLOW = ["model=tiny", "task.max_train_samples=2000", "task.max_eval_samples=32", "train.progress=false",
-        "search.epochs.low=3", "search.epochs.high=3", "search.batch_size=[8]",
+        "search.space.train.epochs=3", "search.space.train.batch_size=8",
         "study.heartbeat_interval=1", "study.grace_period=2",
         "train.evals_per_epoch=1", "study.budget_epochs=null",  # epoch steps and counted trials, as the asserts read
-        "search.portfolio=[{lr:5e-5,epochs:3,batch_size:8}]"]  # one queued start: the course settings
+        "search.portfolio=[{optimizer.lr:5e-5,train.epochs:3,train.batch_size:8}]"]  # one queued start: the course
+#   settings
 
 
 def args(tmp_path, glue_dir, *extra):
@@ -95,14 +96,14 @@ def poisoned_study(storage: str, n: int) -> None:
     """A study whose first n queued trials use an lr (1e20) at which the loss becomes NaN."""
     study = optuna.create_study(storage=storage, study_name="mrpc-tiny", direction="maximize")
     for _ in range(n):
-        study.enqueue_trial({"lr": 1e20, "epochs": 1, "batch_size": 8})
+        study.enqueue_trial({"optimizer.lr": 1e20, "train.epochs": 1, "train.batch_size": 8})
 
 
 def test_a_nan_loss_fails_only_its_trial(tmp_path, glue_dir):
     storage = f"sqlite:///{tmp_path}/s.db"
     poisoned_study(storage, 1)
     result = cli(*args(tmp_path, glue_dir, "study.n_trials=2", "task.max_train_samples=64",
-                       "search.epochs.low=1", "search.epochs.high=1"))
+                       "search.space.train.epochs=1"))
     assert result.returncode == 0, result.stderr[-2000:]
     trials = load(storage, "mrpc-tiny").trials
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
@@ -124,7 +125,7 @@ def test_too_many_failures_stop_the_sweep(tmp_path, glue_dir):
 def test_two_workers_share_one_sqlite_file(tmp_path, glue_dir):
     storage = f"sqlite:///{tmp_path}/s.db"
     command = args(tmp_path, glue_dir, "study.n_trials=4", "task.max_train_samples=200",
-                   "search.epochs.low=1", "search.epochs.high=2")
+                   "search.space.train.epochs=range(1,2)")
     workers = [cli_popen(*command) for _ in range(2)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs[0][-1500:] + outputs[1][-1500:]

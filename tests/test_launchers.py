@@ -42,7 +42,7 @@ def run_multirun(args: list[str], log: Path, timeout: float) -> int:
 def test_two_studies_two_workers_each_from_one_command(tmp_path, glue_dir, launcher):
     tag = uuid.uuid4().hex[:8]
     log = tmp_path / "cli.log"
-    code = run_multirun(["-m", *TINY, "task=mrpc,sst2", "+worker=range(2)", *launcher, "search.epochs.high=1",
+    code = run_multirun(["-m", *TINY, "task=mrpc,sst2", "+worker=range(2)", *launcher, "search.space.train.epochs=1",
                          "study.n_trials=3", "study.heartbeat_interval=2", f"study.name=${{task.name}}-{tag}",
                          f"study.storage={URL}", f"out_dir={tmp_path}", f"data_dir={glue_dir}"], log, timeout=900)
     try:

@@ -24,7 +24,6 @@ def run(cfg, task, model, hp, **kw):
     train_dl, eval_dl = get_dataloaders(task, hp.batch_size, 32, seed=0, group_by_length=True,
                                         pad_to_multiple_of=8)
     return train(model, train_dl, eval_dl, hp, optimizer_fn=instantiate(cfg.optimizer.optimizer),
-                 scheduler_fn=instantiate(cfg.optimizer.scheduler), warmup_ratio=0.0,
                  precision=kw.pop("precision", resolve_precision("auto")),
                  metric_names=["accuracy", "f1"], seed=0, progress=False, **kw)
 
@@ -106,8 +105,8 @@ def test_a_report_within_an_epoch_sits_at_its_share_of_the_epoch_wherever_the_sh
     train_dl, eval_dl = get_dataloaders(task, 24, 32, seed=seed, group_by_length=True, pad_to_multiple_of=8)
     reports = []
     train(fresh_model(template), train_dl, eval_dl, Hparams(lr=1e-3, epochs=1, batch_size=24),
-          optimizer_fn=instantiate(cfg.optimizer.optimizer), scheduler_fn=instantiate(cfg.optimizer.scheduler),
-          warmup_ratio=0.0, precision=resolve_precision("auto"), metric_names=["accuracy"], seed=0, progress=False,
+          optimizer_fn=instantiate(cfg.optimizer.optimizer), precision=resolve_precision("auto"),
+          metric_names=["accuracy"], seed=0, progress=False,
           on_epoch_end=lambda epoch, m: None, evals_per_epoch=3,
           on_evaluate=lambda step, m: reports.append((step, m["train_samples"])))
     # Steps at a third and two thirds of the epoch's 64 samples (the pruner's rungs); the budget counts what trained.

@@ -239,8 +239,8 @@ def assert_nothing_half_written(study_dir):
 @pytest.mark.slow
 def test_a_full_disk_stops_the_sweep_with_one_line_and_the_same_command_finishes(tmp_path, glue_dir, small_fs):
     storage = f"sqlite:///{tmp_path}/s.db"  # elsewhere, healthy: only the study's directory is full
-    command = args(tmp_path, glue_dir, "study.n_trials=1", "task.max_train_samples=64", "search.epochs.low=2",
-                   "search.epochs.high=2", "study.max_failed_fraction=0")
+    command = args(tmp_path, glue_dir, "study.n_trials=1", "task.max_train_samples=64", "search.space.train.epochs=2",
+                   "study.max_failed_fraction=0")
     study_dir = small_fs(tmp_path / "mrpc-tiny", 40)
     # Room for the first checkpoint, not for the second beside it; without the filler, for both.
     filler = fill(study_dir, 20 * MB)
@@ -273,7 +273,7 @@ def test_a_full_disk_stops_the_sweep_with_one_line_and_the_same_command_finishes
 def test_an_export_on_a_full_disk_stops_the_sweep_and_the_same_command_finishes(tmp_path, glue_dir, small_fs):
     storage = f"sqlite:///{tmp_path}/s.db"
     command = [*TINY, f"study.storage={storage}", f"out_dir={tmp_path}", f"data_dir={glue_dir}",
-               "study.n_trials=1", "search.epochs.low=1", "search.epochs.high=1", "search.batch_size=[8]"]
+               "study.n_trials=1", "search.space.train.epochs=1", "search.space.train.batch_size=8"]
     study_dir = small_fs(tmp_path / "mrpc-tiny", 40)
     filler = fill(study_dir, 14 * MB)  # one checkpoint (about 12 MB), not the model's export beside it
     result = cli(*command)
@@ -298,7 +298,7 @@ def test_a_study_stopped_by_the_failure_limit_goes_on_when_run_again(tmp_path, g
     storage = f"sqlite:///{tmp_path}/s.db"
     poisoned_study(storage, 3)  # three queued trials whose loss turns NaN
     command = args(tmp_path, glue_dir, "study.n_trials=1", "study.max_failed_fraction=1",
-                   "task.max_train_samples=64", "search.epochs.low=1", "search.epochs.high=1")
+                   "task.max_train_samples=64", "search.space.train.epochs=1")
     result = cli(*command)  # two failures: more than 1 * n_trials
     assert result.returncode == 3, result.stderr[-2000:]
     assert states(storage) == [TrialState.FAIL, TrialState.FAIL, TrialState.WAITING]

@@ -231,8 +231,9 @@ def test_a_study_on_csv_exports_its_names_and_retrain_submits_them(tmp_path):
     write(data / "validation.csv", frame(16, seed=1))
     write(data / "test.csv", frame(6, seed=2).drop(columns="sentiment"))
     cfg = own(data, *TINY, f"out_dir={tmp_path}", f"study.storage=sqlite:///{tmp_path}/s.db", "study.n_trials=1",
-              "search.reference.epochs=1", "search.reference.batch_size=16", "task.submission_file=reviews.tsv",
-              "search.portfolio=[{lr:5e-5,epochs:1,batch_size:16}]",
+              "search.reference.train.epochs=1", "search.reference.train.batch_size=16",
+              "task.submission_file=reviews.tsv",
+              "search.portfolio=[{optimizer.lr:5e-5,train.epochs:1,train.batch_size:16}]",
               "retrain.seeds=1")
     assert run_study(cfg) is not None
     config = json.loads((tmp_path / "reviews-tiny" / "best-model" / "config.json").read_text())

@@ -8,8 +8,9 @@ from test_own_files import TASK, frame, write
 from conftest import TINY, cli, load
 
 pytestmark = pytest.mark.slow
-ONE_EPOCH = ["search.epochs.high=1", "search.reference.epochs=1", "search.batch_size=[16]",
-             "search.reference.batch_size=16", "search.portfolio=[{lr:5e-5,epochs:1,batch_size:16}]"]
+ONE_EPOCH = ["search.space.train.epochs=1", "search.reference.train.epochs=1", "search.space.train.batch_size=16",
+             "search.reference.train.batch_size=16",
+             "search.portfolio=[{optimizer.lr:5e-5,train.epochs:1,train.batch_size:16}]"]
 
 
 @pytest.mark.parametrize("train,error", [

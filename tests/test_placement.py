@@ -42,7 +42,7 @@ def test_other_launchers_leave_the_gpus_alone(monkeypatch):
 def test_a_global_batch_that_does_not_split_over_the_ranks_is_refused(monkeypatch, compose_cfg):
     from sweeper.scale.distributed import check_world
 
-    cfg = compose_cfg("search.batch_size=[8,12,16]")
+    cfg = compose_cfg("search.space.train.batch_size=choice(8,12,16)")
     monkeypatch.setenv("WORLD_SIZE", "8")
     with pytest.raises(ConfigError, match=r"with WORLD_SIZE=8: \[12\] do not split .* allowed: multiples of 8"):
         check_world(cfg)

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow,
 
 def test_two_workers_on_postgresql(tmp_path, glue_dir):
     name = f"pg-{uuid.uuid4().hex[:8]}"
-    command = [*TINY, "task.max_train_samples=200", "search.epochs.high=1", "study.n_trials=4",
+    command = [*TINY, "task.max_train_samples=200", "search.space.train.epochs=1", "study.n_trials=4",
                f"study.name={name}", f"study.storage={URL}", f"out_dir={tmp_path}", f"data_dir={glue_dir}"]
     workers = [cli_popen(*command) for _ in range(2)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]

@@ -14,7 +14,8 @@ from sweeper.study.pruning import PROMOTED_AT, PlateauHalvingPruner
 
 # STS-B's Pearson correlation differs between any two configurations of the tiny model (its classes' F1 is 0).
 # One-epoch trials keep it quick; the portfolio's one entry is the first probe.
-ONE_EPOCH = ["search.epochs.high=1", "search.portfolio=[{lr:1e-4,epochs:1,batch_size:8}]"]
+ONE_EPOCH = ["search.space.train.epochs=1",
+             "search.portfolio=[{optimizer.lr:1e-4,train.epochs:1,train.batch_size:8}]"]
 PROBE_ON = ["task=stsb", *ONE_EPOCH, "search.probe.trials=4", "search.probe.keep=2", "search.probe.epochs=0.5",
             "study.n_trials=7"]
 
@@ -26,7 +27,7 @@ def test_probes_stop_early_and_the_best_start_over_in_full(compose_cfg):
     study = load(cfg.study.storage, cfg.study.name)
     trials, size = study.trials, study.user_attrs["train_size"]
     probes, continued, rest = trials[:4], trials[4:6], trials[6:]
-    assert [t.params for t in trials[:1]] == [{"lr": 1e-4, "epochs": 1, "batch_size": 8}]  # the portfolio's entry
+    assert [t.params for t in trials[:1]] == [{"optimizer.lr": 1e-4, "train.batch_size": 8}]  # the portfolio's entry
     for t in probes:  # each stopped at its first report at or past half an epoch, wherever its batches fall
         assert t.state == TrialState.PRUNED and t.user_attrs[PROBE] == 0.5
         *before, last = sorted(t.intermediate_values)
@@ -36,7 +37,7 @@ def test_probes_stop_early_and_the_best_start_over_in_full(compose_cfg):
     assert [t.user_attrs[CONTINUES] for t in continued] == [p.number for p in best]
     for t, probe in zip(continued, best, strict=True):
         assert t.params == probe.params and t.user_attrs[PROMOTED_AT] == probe.last_step and PROBE not in t.user_attrs
-        assert t.state == TrialState.COMPLETE and t.last_step == t.params["epochs"] * size  # trained in full
+        assert t.state == TrialState.COMPLETE and t.last_step == t.user_attrs["epochs"] * size  # trained in full
         # From the start, with the probe's seed and data order: the same value where the probe stopped.
         assert t.intermediate_values[probe.last_step] == pytest.approx(probe.intermediate_values[probe.last_step])
     assert rest and all(PROBE not in t.user_attrs and CONTINUES not in t.user_attrs for t in rest)

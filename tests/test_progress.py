@@ -109,7 +109,7 @@ def test_auto_is_a_bar_on_a_terminal_and_log_lines_elsewhere(tmp_path):
 
 
 def command(tmp_path, glue_dir, *extra):
-    return [*TINY, "search.batch_size=[8]", f"study.storage=sqlite:///{tmp_path}/s.db", f"out_dir={tmp_path}",
+    return [*TINY, "search.space.train.batch_size=8", f"study.storage=sqlite:///{tmp_path}/s.db", f"out_dir={tmp_path}",
             f"data_dir={glue_dir}", *extra]
 
 
@@ -118,7 +118,7 @@ def test_through_a_pipe_the_progress_is_plain_log_lines_and_no_carriage_return(t
     # train.progress=true: the per-epoch bar, which wrote a line of carriage returns into files before
     # Trials of a few seconds, for a line while one runs.
     result = cli(*command(tmp_path, glue_dir, "study.n_trials=2", "train.progress=true", "study.progress_every=1",
-                          "task.max_train_samples=128", "search.epochs.low=2", "search.epochs.high=2"))
+                          "task.max_train_samples=128", "search.space.train.epochs=2"))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-2000:]
     assert "\r" not in output
@@ -138,7 +138,7 @@ def test_on_a_terminal_the_progress_is_one_bar_updated_in_place(tmp_path, glue_d
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal with a width
     proc = subprocess.Popen([sys.executable, "-m", "sweeper", *command(tmp_path, glue_dir, "study.n_trials=2",
-                                                                         "search.epochs.high=1")],
+                                                                         "search.space.train.epochs=1")],
                             cwd=ROOT, stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
     output = b""

@@ -11,14 +11,15 @@ from sweeper.study.run import portfolio
 
 def test_the_default_search_starts_from_the_portfolio_and_stops_at_its_budget(compose_cfg):
     # One-epoch trials keep it quick: a whole trial spends 64 trained + 3 x 32 evaluated samples, 1.5 epochs.
-    cfg = compose_cfg(*TINY, "study.budget_epochs=5", "study.n_trials=30", "search.epochs.high=1",
-                      "search.portfolio=[{lr:1e-4,epochs:1,batch_size:16},{lr:5e-5,epochs:1,batch_size:8},"
-                      "{lr:2e-4,epochs:3,batch_size:32}]")  # the last is outside the space: skipped
+    cfg = compose_cfg(*TINY, "study.budget_epochs=5", "study.n_trials=30", "search.space.train.epochs=1",
+                      "search.portfolio=[{optimizer.lr:1e-4,train.epochs:1,train.batch_size:16},"
+                      "{optimizer.lr:5e-5,train.epochs:1,train.batch_size:8},"
+                      "{optimizer.lr:2e-4,train.epochs:3,train.batch_size:32}]")  # the last: outside the space
     run_study(cfg)
     study = load(cfg.study.storage, cfg.study.name)
     trials = study.trials
-    assert [t.params for t in trials[:2]] == portfolio(cfg.search) == [
-        {"lr": 1e-4, "epochs": 1, "batch_size": 16}, {"lr": 5e-5, "epochs": 1, "batch_size": 8}]
+    assert [t.params for t in trials[:2]] == portfolio(cfg) == [
+        {"optimizer.lr": 1e-4, "train.batch_size": 16}, {"optimizer.lr": 5e-5, "train.batch_size": 8}]
     assert len(trials) > 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     for t in trials:  # three reports per epoch, at training samples seen
         assert t.user_attrs[STEP_UNIT] == "train_samples" and max(t.intermediate_values) <= 64

@@ -21,7 +21,7 @@ from sweeper.study.storage import open_storage
 
 PG = os.environ.get("SWEEPER_TEST_POSTGRES")
 # Trials of a few seconds an epoch (tests/test_faults.py's), to be caught running.
-SLOW = [*TINY, "task.max_train_samples=2000", "search.epochs.low=3", "search.epochs.high=3", "search.batch_size=[8]",
+SLOW = [*TINY, "task.max_train_samples=2000", "search.space.train.epochs=3", "search.space.train.batch_size=8",
         "study.n_trials=2", "study.heartbeat_interval=1", "study.grace_period=5"]
 
 

@@ -62,10 +62,11 @@ def test_resume_runs_only_the_missing_trials(compose_cfg, caplog):
 
 
 def test_reference_enqueued_only_when_in_the_space(compose_cfg):
-    cfg = compose_cfg(*TINY, "study.n_trials=1", "search.batch_size=[16]", "search.epochs.high=1")
+    cfg = compose_cfg(*TINY, "study.n_trials=1", "search.space.train.batch_size=16", "search.space.train.epochs=1")
     run_study(cfg)
     trial = load(cfg.study.storage, cfg.study.name).trials[0]
-    assert trial.params["batch_size"] == 16 and trial.params["epochs"] == 1
+    assert trial.user_attrs["config"]["train.batch_size"] == 16 and trial.user_attrs["config"]["train.epochs"] == 1
+    assert trial.params["optimizer.lr"] != 5e-5  # drawn: the portfolio entry (batch 8, 3 epochs) is outside
 
 
 def test_tokenize_and_read_weights_once_per_study(compose_cfg, monkeypatch):
@@ -85,13 +86,13 @@ def test_tokenize_and_read_weights_once_per_study(compose_cfg, monkeypatch):
     import sweeper.study.objective as objective  # it imported the names: count there too
     monkeypatch.setattr(objective, "load_template", model.load_template)
     monkeypatch.setattr(objective, "fresh_model", model.fresh_model)
-    run_study(compose_cfg(*TINY, "study.n_trials=3", "search.epochs.high=1"))
+    run_study(compose_cfg(*TINY, "study.n_trials=3", "search.space.train.epochs=1"))
     assert calls == {"tokenize": 2, "load_template": 1, "fresh_model": 3}  # 2 = train + eval split
 
 
 @pytest.mark.parametrize("keep", ["best", "none", "all"])
 def test_checkpoints_kept_by_policy(compose_cfg, keep):
-    cfg = compose_cfg(*TINY, "study.n_trials=3", "search.epochs.high=1", f"study.keep_checkpoints={keep}",
+    cfg = compose_cfg(*TINY, "study.n_trials=3", "search.space.train.epochs=1", f"study.keep_checkpoints={keep}",
                       "pruner=none")
     run_study(cfg)
     study = load(cfg.study.storage, cfg.study.name)
@@ -106,14 +107,14 @@ def test_checkpoints_kept_by_policy(compose_cfg, keep):
 def test_summary_writes_every_trial_as_csv(compose_cfg, caplog):
     import pandas as pd
 
-    cfg = compose_cfg(*TINY, "study.n_trials=2", "search.epochs.high=1")
+    cfg = compose_cfg(*TINY, "study.n_trials=2", "search.space.train.epochs=1")
     with caplog.at_level("INFO"):
         best = run_study(cfg)
     study = load(cfg.study.storage, cfg.study.name)
     assert best == study.best_value
     frame = pd.read_csv(f"{cfg.out_dir}/{cfg.study.name}/trials.csv")
     assert list(frame["number"]) == [0, 1]
-    assert {"params_lr", "params_epochs", "params_batch_size", "state", "value", "user_attrs_f1",
+    assert {"params_optimizer.lr", "params_train.epochs", "params_train.batch_size", "state", "value", "user_attrs_f1",
             "duration"} <= set(frame.columns)
     assert f"optuna-dashboard {cfg.study.storage}" in caplog.text
     assert "2 complete, 0 pruned, 0 failed" in caplog.text
@@ -162,9 +163,9 @@ def test_a_failed_trial_frees_its_model_and_the_sweep_goes_on(compose_cfg):
     from sweeper.study.run import load_study, run_trials
     from sweeper.study.storage import open_storage
 
-    cfg = compose_cfg(*TINY, "study.n_trials=2", "search.epochs.high=1")
+    cfg = compose_cfg(*TINY, "study.n_trials=2", "search.space.train.epochs=1")
     study = load_study(open_storage(cfg.study), cfg)
-    study.enqueue_trial({"lr": 1e20, "epochs": 1, "batch_size": 8})  # the loss turns NaN at once
+    study.enqueue_trial({"optimizer.lr": 1e20, "train.epochs": 1, "train.batch_size": 8})  # the loss turns NaN at once
     objective = Objective(cfg, Path(cfg.out_dir) / cfg.study.name)
     gc.collect()
     gc.disable()  # freed after each trial, not whenever the collector happens to run
@@ -179,7 +180,7 @@ def test_a_failed_trial_frees_its_model_and_the_sweep_goes_on(compose_cfg):
 
 
 def test_studies_of_one_multirun_draw_different_start_up_proposals(compose_cfg):
-    from sweeper.study.objective import suggest
+    from sweeper.search.space import compile_space, suggest
     from sweeper.study.run import load_study
     from sweeper.study.storage import open_storage
 
@@ -187,13 +188,14 @@ def test_studies_of_one_multirun_draw_different_start_up_proposals(compose_cfg):
     for task in ("mrpc", "sst2"):
         cfg = compose_cfg(f"task={task}", "search.enqueue_portfolio=false")
         study = load_study(open_storage(cfg.study), cfg)
-        proposals[task] = [vars(suggest(study.ask(), cfg.search)) for _ in range(3)]
+        proposals[task] = [suggest(study.ask(), compile_space(cfg.search), cfg) for _ in range(3)]
     assert proposals["mrpc"] != proposals["sst2"]
-    assert all(a["lr"] != b["lr"] for a, b in zip(proposals["mrpc"], proposals["sst2"], strict=True))
+    assert all(a["optimizer.lr"] != b["optimizer.lr"]
+               for a, b in zip(proposals["mrpc"], proposals["sst2"], strict=True))
 
 
 def test_workers_of_one_study_draw_different_start_up_proposals(compose_cfg):
-    from sweeper.study.objective import suggest
+    from sweeper.search.space import compile_space, suggest
     from sweeper.study.run import load_study, sampler_seed
     from sweeper.study.storage import open_storage
 
@@ -202,13 +204,14 @@ def test_workers_of_one_study_draw_different_start_up_proposals(compose_cfg):
     for worker in (0, 1):  # both load the new study at 0 trials, as workers launched together do
         cfg = compose_cfg("+worker=" + str(worker), f"study.name=w{worker}", "search.enqueue_portfolio=false")
         study = load_study(open_storage(cfg.study), cfg)
-        proposals.append([suggest(study.ask(), cfg.search).lr for _ in range(3)])
+        proposals.append([suggest(study.ask(), compile_space(cfg.search), cfg)["optimizer.lr"] for _ in range(3)])
     assert all(a != b for a, b in zip(*proposals, strict=True))
 
 
 def test_the_study_lock_is_free_while_a_trial_trains(compose_cfg):
     import fcntl
 
+    from sweeper.search.space import compile_space, suggest
     from sweeper.study.run import load_study, run_trials
     from sweeper.study.storage import open_storage, sqlite_path
 
@@ -220,8 +223,7 @@ def test_the_study_lock_is_free_while_a_trial_trains(compose_cfg):
         trial = None
 
         def __call__(self, trial):
-            suggest_all = [trial.suggest_float("lr", 1e-5, 1e-4, log=True), trial.suggest_int("epochs", 1, 3),
-                           trial.suggest_categorical("batch_size", list(cfg.search.batch_size))]
+            suggest_all = suggest(trial, compile_space(cfg.search), cfg)
             with open(f"{sqlite_path(cfg.study.storage)}.lock", "a") as f:
                 try:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -229,7 +231,7 @@ def test_the_study_lock_is_free_while_a_trial_trains(compose_cfg):
                     fcntl.flock(f, fcntl.LOCK_UN)
                 except BlockingIOError:
                     free.append(False)
-            return suggest_all[0]
+            return suggest_all["optimizer.lr"]
 
         def release(self):
             pass

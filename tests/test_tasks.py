@@ -152,15 +152,16 @@ def test_stsb_regression_trains_and_scores_correlations(compose_cfg, glue_dir):
     the reference trial and the median pruner work on it as on a classification task."""
     from sweeper.job import run_study
 
-    cfg = compose_cfg(*TINY, "task=stsb", "study.n_trials=3", "search.epochs.low=2", "search.epochs.high=2",
-                      "search.batch_size=[16]", "search.portfolio=[{lr:5e-5,epochs:2,batch_size:16}]", "pruner=plateau",
+    cfg = compose_cfg(*TINY, "task=stsb", "study.n_trials=3", "search.space.train.epochs=2",
+                      "search.space.train.batch_size=16",
+                      "search.portfolio=[{optimizer.lr:5e-5,train.epochs:2,train.batch_size:16}]", "pruner=plateau",
                       "train.evals_per_epoch=1")
     task = dataset.load_task(cfg.task, cfg.model.path, glue_dir, seed=0)
     assert task.train.features["labels"].dtype == "float32"
     assert run_study(cfg) is not None
     study = load(cfg.study.storage, cfg.study.name)
     assert study.direction.name == "MAXIMIZE" and len(study.trials) == 3
-    assert study.trials[0].params == {"lr": 5e-5, "epochs": 2, "batch_size": 16}  # the portfolio's trial
+    assert study.trials[0].params == {"optimizer.lr": 5e-5}  # the portfolio's trial
     for t in study.trials:
         assert -1 <= t.value <= 1 if t.value is not None else t.state.name == "PRUNED"
         assert {"pearson", "spearman", "mse", "loss"} <= set(t.user_attrs)
@@ -189,7 +190,8 @@ def test_multi_objective_study_keeps_a_pareto_front(tmp_path, caplog):
 
     root = write_glue(tmp_path / "glue", "mnli")
     cfg = compose_config(*TINY, "task=mnli", f"data_dir={root}", f"out_dir={tmp_path}",
-                         f"study.storage=sqlite:///{tmp_path}/s.db", "study.n_trials=3", "search.epochs.high=2",
+                         f"study.storage=sqlite:///{tmp_path}/s.db", "study.n_trials=3",
+                         "search.space.train.epochs=range(1,2)",
                          "study.objectives=[accuracy,total_train_seconds]", "study.keep_checkpoints=best")
     validate(cfg)
     with caplog.at_level("INFO"):

@@ -8,8 +8,9 @@ from conftest import TINY, cli, load
 
 pytestmark = pytest.mark.slow
 # One reference trial of one epoch per study: four studies in one CLI run stay within minutes on 2 busy cores.
-ONE_EPOCH = ["study.n_trials=1", "search.epochs.high=1", "search.reference.epochs=1", "search.batch_size=[16]",
-             "search.reference.batch_size=16", "search.portfolio=[{lr:5e-5,epochs:1,batch_size:16}]"]
+ONE_EPOCH = ["study.n_trials=1", "search.space.train.epochs=1", "search.reference.train.epochs=1",
+             "search.space.train.batch_size=16", "search.reference.train.batch_size=16",
+             "search.portfolio=[{optimizer.lr:5e-5,train.epochs:1,train.batch_size:16}]"]
 
 
 def test_multirun_over_cola_stsb_rte_wnli(tmp_path, glue_dir):

@@ -14,7 +14,7 @@ pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
 # 64 training pairs in batches of 16 with a loss read-back every 2 steps: read-backs at 32 and 64 samples
 # seen per epoch; evaluations at the end of each epoch (64, 128).
-SMALL = [*TINY, "search.epochs.low=2", "search.epochs.high=2", "search.batch_size=[16]", "train.log_every=2",
+SMALL = [*TINY, "search.space.train.epochs=2", "search.space.train.batch_size=16", "train.log_every=2",
          "search.enqueue_portfolio=false", "study.accept=[pruner]", "train.evals_per_epoch=1"]
 PRUNE_ALL = ["pruner=none", "pruner._target_=optuna.pruners.ThresholdPruner", "+pruner.lower=2.0"]  # f1 < 2: always
 
@@ -64,7 +64,7 @@ def test_tensorboard_holds_a_run_per_trial(compose_cfg):
         info = hparams(acc)
         start = info["_hparams_/session_start_info"].session_start_info
         assert start.group_name == cfg.study.name
-        assert {k: v.number_value for k, v in start.hparams.items()} == pytest.approx(trial.params)
+        assert {k: v.number_value for k, v in start.hparams.items()} == pytest.approx(trial.user_attrs["config"])
         assert info["_hparams_/session_end_info"].session_end_info.status == 1  # STATUS_SUCCESS
         assert [t.tensor_proto.string_val for t in acc.Tensors("state/text_summary")] == [[state.encode()]]
     # Where trials are logged is not part of what they measure: a resume may log elsewhere.
@@ -85,7 +85,7 @@ def test_mlflow_holds_a_run_per_trial(compose_cfg):
         run = runs[f"mrpc-tiny-trial-{trial.number}"]
         assert (run.info.status, run.data.tags["state"]) == (status, state)
         assert (run.data.tags["study"], run.data.tags["trial"]) == (cfg.study.name, str(trial.number))
-        assert {k: float(v) for k, v in run.data.params.items()} == pytest.approx(trial.params)
+        assert {k: float(v) for k, v in run.data.params.items()} == pytest.approx(trial.user_attrs["config"])
         f1 = client.get_metric_history(run.info.run_id, "f1")
         assert sorted(m.step for m in f1) == evaluations
         assert [m.value for m in sorted(f1, key=lambda m: m.step)] == pytest.approx(
@@ -167,7 +167,7 @@ def test_the_cli_logs_to_tensorboard_and_mlflow(tmp_path, glue_dir):
     from mlflow.tracking import MlflowClient
 
     elsewhere = f"sqlite:///{tmp_path}/elsewhere.db"  # MLFLOW_TRACKING_URI, where set, wins over out_dir
-    result = cli(*SMALL, "search.epochs.low=1", "search.epochs.high=1", "study.n_trials=2",
+    result = cli(*SMALL, "search.space.train.epochs=1", "study.n_trials=2",
                  "train.report_to=[tensorboard,mlflow]", f"out_dir={tmp_path}", f"data_dir={glue_dir}",
                  f"study.storage=sqlite:///{tmp_path}/s.db", env={"MLFLOW_TRACKING_URI": elsewhere})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -187,7 +187,7 @@ def test_the_cli_logs_to_tensorboard_and_mlflow(tmp_path, glue_dir):
 def test_only_rank_0_of_a_data_parallel_trial_logs(tmp_path, glue_dir):
     """Both ranks train the trial; one run, written once."""
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             "-m", "sweeper", *SMALL, "search.epochs.low=1", "search.epochs.high=1", "study.n_trials=1",
+                             "-m", "sweeper", *SMALL, "search.space.train.epochs=1", "study.n_trials=1",
                              "train.report_to=[tensorboard]", f"out_dir={tmp_path}", f"data_dir={glue_dir}",
                              f"study.storage=sqlite:///{tmp_path}/s.db"], cwd=ROOT, capture_output=True, text=True,
                             timeout=600)

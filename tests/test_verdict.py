@@ -4,6 +4,7 @@ several seeds and scores them on the validation split. In-process studies in rea
 import json
 
 import datasets
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,17 +12,19 @@ from conftest import TINY, cli, compose_config, load
 from sweeper.config import ConfigError, validate
 from sweeper.data.dataset import hold_out, load_task
 from sweeper.job import run_study
-from sweeper.results.verdict import RUNS, noise_line
+from sweeper.results import significance
+from sweeper.results.verdict import LABELS, RUNS, sentence
 from sweeper.study import budget
 from sweeper.study import objective as objective_module
 from sweeper.study.definition import definition, verify
 from sweeper.study.run import load_study
 from sweeper.study.storage import open_storage
+from sweeper.train.metrics import compute_metrics
 
 # 64 training pairs, 16 of them held out for the search; 32 validation pairs for the verdict only.
-SELECTED = [*TINY, "task.selection_size=16", "search.epochs.high=1", "search.enqueue_portfolio=false",
-            "search.batch_size=[16]", "search.reference.epochs=1", "pruner=none",
-            "train.evals_per_epoch=1"]
+SELECTED = [*TINY, "task.selection_size=16", "search.space.train.epochs=1", "search.enqueue_portfolio=false",
+            "search.space.train.batch_size=16", "search.reference.train.epochs=1", "pruner=none",
+            "train.evals_per_epoch=1", "verdict.max_seeds=2"]
 
 
 def rows(split) -> set[tuple]:
@@ -83,18 +86,23 @@ def test_the_search_never_sees_validation_and_the_verdict_scores_only_on_it(comp
     verdict = study.user_attrs["verdict"]
     best = study.best_trial
     assert [c["label"] for c in verdict["configs"]] == [f"trial {best.number}", "the course settings"]
-    assert verdict["configs"][0]["params"] == best.params
+    assert verdict["configs"][0]["values"] == best.user_attrs["config"]
     table = pd.read_csv(tmp_path / cfg.study.name / "verdict.csv")
     assert len(table) == 4 and set(table["seed"]) == {cfg.seed, cfg.seed + 1} and set(table["split"]) == {"validation"}
     for c in verdict["configs"]:
-        mine = table[table["lr"] == c["params"]["lr"]]
-        assert sorted(mine["f1"]) == pytest.approx(sorted(c["values"]))
+        mine = table[table["optimizer.lr"] == c["values"]["optimizer.lr"]]
+        assert sorted(mine["f1"]) == pytest.approx(sorted(c["scores"]))
         assert c["mean"] == pytest.approx(mine["f1"].mean()) and c["std"] == pytest.approx(mine["f1"].std())
     winner = max(verdict["configs"], key=lambda c: c["mean"])
-    assert verdict["winner"] == winner["params"] and verdict["mean"] == winner["mean"]
-    assert verdict["summary"].startswith("verdict: ") and "on validation (2 seeds)" in verdict["summary"]
+    assert verdict["winner"] == winner["values"] and verdict["mean"] == winner["mean"]
+    assert verdict["summary"].startswith("verdict: ")
+    assert "on validation (2 seeds; the constant prediction scores " in verdict["summary"]
+    labels = study.user_attrs[LABELS]
+    assert len(labels) == 32 and verdict["trivial"] == pytest.approx(2 * sum(labels) / (len(labels) + sum(labels)))
+    assert verdict["outcome"] in ("trivial", "reference", "noise", "better")
+    assert "predictions" not in table.columns
     marker = json.loads((tmp_path / cfg.study.name / "best-model" / "sweeper.json").read_text())
-    assert marker["verdict"] and marker["params"] == winner["params"] and marker["seed"] == cfg.seed
+    assert marker["verdict"] and marker["params"] == winner["values"] and marker["seed"] == cfg.seed
     assert list(table["train_samples"]) == [48] * 4  # one epoch of the 48 training pairs left
     assert budget.spent(study).verdict == 4 * 48  # the verdict's training counts in the budget's bookkeeping
     assert "verdict (re-validation runs, counted) trained 192" in caplog.text  # the end-of-study compute line
@@ -130,26 +138,120 @@ def test_a_verdict_needs_a_selection_split_and_the_split_defines_the_study(compo
         verify(storage, compose_cfg(*TINY, "task.selection_size=0.2"))
     from sweeper.results.report import best_overrides
 
-    params = {"lr": 1e-4, "epochs": 1, "batch_size": 8}
+    params = {"optimizer.lr": 1e-4, "train.epochs": 1, "train.batch_size": 8}
     assert "task.selection_size=0.2" in best_overrides(compose_cfg(*TINY, "task.selection_size=0.2"), params)
     assert not any("selection_size" in o for o in best_overrides(cfg, params))  # best.yaml reruns the same split
 
 
-def test_the_verdict_in_words():
-    line = noise_line("f1", True, "lr 7.2e-05, 3 epochs, batch 8", [0.855, 0.861, 0.867], [0.84, 0.848, 0.856],
-                      "validation")
-    assert line == ("verdict: lr 7.2e-05, 3 epochs, batch 8: f1 0.861 +- 0.006 on validation (3 seeds), beats the "
-                    "course settings (0.848 +- 0.008) by 0.013, more than the seed noise (pooled std 0.007)")
-    close = noise_line("f1", True, "w", [0.86, 0.865, 0.87], [0.85, 0.86, 0.87], "validation")
-    assert close.endswith("beats the course settings (0.860 +- 0.010) by 0.005, within the seed noise "
-                          "(pooled std 0.008): not shown better")
-    worse = noise_line("f1", True, "w", [0.84, 0.85], [0.85, 0.86], "validation")
-    assert "trails the course settings" in worse and "not shown better" in worse
-    # mse: lower is better, so a lower mean beats
-    assert "more than the seed noise" in noise_line("mse", False, "w", [0.5, 0.51], [0.7, 0.71], "validation")
-    assert noise_line("f1", True, "w (the course settings)", [0.8, 0.8], [0.8, 0.8], "validation",
-                      winner_is_reference=True).endswith("the course settings win: no configuration of the search "
-                                                         "beats them")
+def flipped(labels, n: int, rng) -> np.ndarray:
+    """`labels` with `n` of them (drawn by `rng`) wrong: a classifier of known accuracy on these examples."""
+    out = np.array(labels)
+    at = rng.choice(len(out), n, replace=False)
+    out[at] = 1 - out[at]
+    return out
+
+
+def seeds_of(labels, errors: list[int], rng) -> tuple[list[float], list[np.ndarray]]:
+    runs = [flipped(labels, e, rng) for e in errors]
+    return [float((p == labels).mean()) for p in runs], runs
+
+
+def verdict_of(labels, winner: list[int], reference: list[int], k: int = 1, seed: int = 0) -> tuple[str, str]:
+    """The verdict's outcome and sentence for a winner and the course settings whose runs make `winner` and
+    `reference` errors on `labels` (accuracy)."""
+    rng = np.random.default_rng(seed)
+    (ws, wp), (rs, rp) = seeds_of(labels, winner, rng), seeds_of(labels, reference, rng)
+    trivial = max(np.mean(labels), 1 - np.mean(labels))
+    above = significance.compare("accuracy", ws, [trivial],
+                                 significance.example_variance("accuracy", labels, wp, None), k)
+    versus = significance.compare("accuracy", ws, rs, significance.example_variance("accuracy", labels, wp, rp), k)
+    configs = [{"scores": s, "mean": float(np.mean(s)), "std": float(np.std(s, ddof=1)), "predictions": p}
+               for s, p in ((ws, wp), (rs, rp))]
+    return sentence("accuracy", "validation", "w", configs[0], configs[1], trivial, above, versus, 0.95, k)
+
+
+LABELS_2000 = np.random.default_rng(7).permutation([1] * 1400 + [0] * 600)  # 70% positive
+
+
+def test_identical_scores_are_never_a_win():
+    labels = LABELS_2000
+    rng = np.random.default_rng(1)
+    runs = [flipped(labels, e, rng) for e in (200, 240, 220)]
+    scores = [float((p == labels).mean()) for p in runs]
+    same = significance.compare("accuracy", scores, scores,
+                                significance.example_variance("accuracy", labels, runs, runs))
+    assert same.difference == 0 and not same.better and same.p == pytest.approx(0.5)
+    assert significance.example_variance("accuracy", labels, runs, runs) == 0  # paired: the same examples cancel
+
+
+def test_a_large_real_difference_on_a_big_split_is_a_win():
+    outcome, line = verdict_of(LABELS_2000, winner=[180, 200, 190], reference=[400, 430, 410], k=3)
+    assert outcome == "better", line
+    assert "beats the course settings (0.79" in line and "at 95% confidence, corrected for 3 configurations" \
+        in line and "the constant prediction scores 0.700" in line
+
+
+def test_a_winner_at_or_below_the_constant_prediction_is_never_called_a_win():
+    # 62% accuracy where "positive" everywhere scores 70%: better than the course settings' 55%, still no win.
+    outcome, line = verdict_of(LABELS_2000, winner=[760, 770, 750], reference=[900, 910, 890])
+    assert outcome == "trivial", line
+    assert "nothing here beats the constant prediction; not shown better" in line
+
+
+def test_a_difference_only_the_old_rule_called_a_win_is_within_the_noise():
+    # CoLA's benchmark rows: MCC 0.283 +- 0.022 against the course settings' 0.246 +- 0.034, 3 seeds each. Their
+    # difference, 0.036, is more than the pooled std (0.029): the old rule's "beats ... more than the seed noise".
+    winner, course = [0.2897, 0.3008, 0.2585], [0.2692, 0.2626, 0.2074]
+    pooled = np.sqrt((np.std(winner, ddof=1) ** 2 + np.std(course, ddof=1) ** 2) / 2)
+    assert np.mean(winner) - np.mean(course) > pooled
+    test = significance.compare("matthews_correlation", winner, course, example_var=0.0, k=3)
+    assert not test.better and test.p > test.alpha  # even before the 1,043 examples' own noise is added
+    assert significance.compare("matthews_correlation", winner, course, example_var=0.0, k=1).p > 0.05
+
+
+def test_a_minimized_metric_wins_by_being_lower():
+    test = significance.compare("mse", [0.50, 0.51, 0.49], [0.70, 0.71, 0.69], example_var=1e-4)
+    assert test.difference == pytest.approx(0.2) and test.better
+
+
+def test_an_open_question_gets_more_seeds_for_the_two_finalists_only(compose_cfg, monkeypatch, tmp_path):
+    """The first seeds leave it open (within the noise): the winner and the course settings train seed 44 as
+    well, and the test runs again at the level of its second look; the third configuration gets no more."""
+    from optuna.trial import TrialState, create_trial
+
+    from sweeper.results.verdict import run_key, run_verdict
+    from sweeper.search.space import CONFIG
+
+    cfg = compose_cfg(*SELECTED, "verdict.top=2", "verdict.seeds=2", "verdict.max_seeds=3")
+    study = load_study(open_storage(cfg.study), cfg)
+    configs = [{"optimizer.lr": 1e-4, "train.epochs": 1, "train.batch_size": 16},
+               {"optimizer.lr": 2e-4, "train.epochs": 1, "train.batch_size": 16}]
+    for value, c in zip((0.9, 0.8), configs, strict=True):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=value, user_attrs={CONFIG: c}))
+    labels = load_task(cfg.task, cfg.model.path, cfg.data_dir, cfg.seed).unseen[0]["labels"]
+    labels = [int(y) for y in labels]
+    rng = np.random.default_rng(0)
+    reference = {"optimizer.lr": 5e-5, "train.epochs": 1, "train.batch_size": 8, "optimizer.schedule": "linear",
+                 "optimizer.warmup_ratio": 0.0, "optimizer.layer_decay": 1.0, "optimizer.max_grad_norm": None,
+                 "train.keep_best": False, "model.pooling": "cls", "model.reinit_layers": 0}
+    runs = {}
+    for values, errors in ((configs[0], (1, 2)), (configs[1], (6, 7)), (reference, (2, 2))):
+        for seed, e in zip((42, 43), errors, strict=True):
+            p = flipped(labels, e, rng)
+            f1 = compute_metrics(labels, p, ["f1"])["f1"]
+            runs[run_key(values, seed)] = {**values, "seed": seed, "f1": f1, "accuracy": 0.0, "train_samples": 48,
+                                           "train_seconds": 1.0, "predictions": p.tolist(), "label": "x"}
+    study.set_user_attr(RUNS, runs)
+    study.set_user_attr(LABELS, labels)
+    spy = Spy(monkeypatch)
+    verdict = run_verdict(study, cfg, tmp_path / cfg.study.name)
+    assert len(spy.calls) == 2  # seed 44 of the two finalists, nothing else
+    stored = study.user_attrs[RUNS]
+    assert run_key(configs[0], 44) in stored and run_key(reference, 44) in stored
+    assert run_key(configs[1], 44) not in stored
+    # Tested again over the seeds each has (seed 44 is a real run of the tiny model, so the winner may change).
+    assert [c["seeds"] for c in verdict["configs"]] == [[42, 43, 44], [42, 43], [42, 43, 44]]
+    assert f"({len(verdict['seeds'])} seeds;" in verdict["summary"]
 
 
 @pytest.mark.slow

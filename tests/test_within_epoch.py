@@ -15,8 +15,8 @@ from sweeper.train.loop import within_epoch_steps
 from sweeper.train.metrics import trivial_value
 
 # One trial: 2 epochs of 4 batches of 16; with 3 evaluations per epoch, after batches 1 and 3 and at the end.
-FIXED = [*TINY, "search.lr.low=5e-4", "search.lr.high=5e-4", "search.epochs.low=2", "search.epochs.high=2",
-         "search.batch_size=[16]", "study.n_trials=1", "pruner=none"]
+FIXED = [*TINY, "search.space.optimizer.lr=5e-4", "search.space.train.epochs=2",
+         "search.space.train.batch_size=16", "study.n_trials=1", "pruner=none"]
 
 
 def test_evaluations_are_evenly_spaced_and_the_last_is_the_epochs_end():

@@ -12,6 +12,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from sweeper.search.space import trial_values
 from sweeper.study import budget, faults
 from sweeper.study.artifacts import artifact_dir, attach_report
 from sweeper.study.definition import write_csv
@@ -47,7 +48,7 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
         for t in sorted(front.values(), key=lambda t: t.number):
             log.info("  trial %d: %s, params %s", t.number,
                      ", ".join(f"{m}={v:.4g}" for m, v in zip(names, t.values, strict=True)), t.params)
-    if best is not None and {"lr", "epochs", "batch_size"} <= set(best.params):  # not a hand-made trial's
+    if best is not None:
         log.info("best config: %s (python -m sweeper +%s=best)", write_best_config(cfg, best, study_dir),
                  study_cfg.name)
     table = trials_frame(study)
@@ -92,27 +93,31 @@ def trials_frame(study):
     return table
 
 
-def best_overrides(cfg, params: dict) -> list[str]:
-    """Command-line overrides that rerun exactly `params` on this study's task, model and data."""
+def best_overrides(cfg, values: dict) -> list[str]:
+    """Command-line overrides that rerun exactly the configuration `values` ({config key: value}, a trial's) on this
+    study's task, model and data: each value a fixed entry of the space, which then searches nothing."""
     task = cfg.task
     return [f"task={task.name}", f"model={cfg.model.name}", f"optimizer={cfg.optimizer.name}",
             f"task.max_train_samples={null(task.max_train_samples)}",
             f"task.max_eval_samples={null(task.max_eval_samples)}", f"seed={cfg.seed}",
             *([f"task.selection_size={task.selection_size:g}"] if task.get("selection_size") is not None else []),
-            f"search.lr.low={params['lr']!r}", f"search.lr.high={params['lr']!r}",
-            f"search.epochs.low={params['epochs']}", f"search.epochs.high={params['epochs']}",
-            f"search.batch_size=[{params['batch_size']}]", "search.enqueue_portfolio=false",
-            "study.n_trials=1", f"study.name={cfg.study.name}-best"]
+            *[f"search.space.{k}={null(v)}" for k, v in values.items()], "search.custom=null",
+            "search.enqueue_portfolio=false", "study.n_trials=1", f"study.name={cfg.study.name}-best"]
 
 
 def null(value) -> str:
-    return "null" if value is None else str(value)
+    """A value as an override writes it (repr keeps a float's every digit)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def write_best_config(cfg, best, study_dir: Path) -> Path:
     """best.yaml: a Hydra config (`+<study>=best`, found through hydra.searchpath) whose values are the
     overrides of best_overrides; the same overrides are in its header, for a command line."""
-    overrides = best_overrides(cfg, best.params)
+    overrides = best_overrides(cfg, trial_values(best))
     groups = [o.split("=", 1) for o in overrides[:3]]
     values = OmegaConf.from_dotlist(overrides[3:])
     head = (f"# @package _global_\n# {cfg.study.name}: trial {best.number}, {cfg.task.objective}={best.value:.4f}; "

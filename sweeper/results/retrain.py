@@ -44,24 +44,27 @@ def run_retrain(cfg) -> float:
     """Retrain the best trial's parameters with seeds seed, seed+1, ...; returns the objective's mean."""
     from transformers import AutoModelForSequenceClassification
 
-    from sweeper.study.objective import Objective
+    from sweeper.search import space
+    from sweeper.study.objective import Objective, hparams, shown
     from sweeper.train.export import export
-    from sweeper.train.loop import Hparams
+    from sweeper.train.loop import kept
     from sweeper.train.metrics import improves
 
     study = find_study(cfg)
     best, objective_name = study.best_trial, cfg.task.objective
-    hp = Hparams(lr=best.params["lr"], epochs=best.params["epochs"], batch_size=best.params["batch_size"])
+    run_cfg = space.apply(cfg, space.trial_values(best))  # the trial's whole configuration, any space
+    hp = hparams(run_cfg)
     study_dir = Path(cfg.out_dir) / cfg.study.name
     out = study_dir / "retrain"
     objective = Objective(cfg, study_dir)  # data tokenized and weights read once, for every seed
     rows, labels, trained = [], objective.data.label_names, {}  # names of labels given as names too
     for seed in range(cfg.seed, cfg.seed + cfg.retrain.seeds):
-        log.info("retrain %s, trial %d's parameters, seed %d: lr=%.3g epochs=%d batch_size=%d",
-                 cfg.study.name, best.number, seed, hp.lr, hp.epochs, hp.batch_size)
-        history = objective.fit(hp, seed, on_epoch_end=lambda epoch, metrics: None,
+        log.info("retrain %s, trial %d's configuration, seed %d: %s", cfg.study.name, best.number, seed,
+                 shown(space.trial_values(best)))
+        history = objective.fit(run_cfg, seed, on_epoch_end=lambda epoch, metrics: None,
                                 on_train_end=lambda model: trained.update(model=model))
-        row = {"seed": seed, **{m: history[-1][m] for m in cfg.task.metrics},
+        final = kept(history, hp)  # train.keep_best: the best epoch's
+        row = {"seed": seed, **{m: final[m] for m in cfg.task.metrics},
                "train_seconds": sum(h["train_seconds"] for h in history),
                "train_samples": history[-1].get("train_samples", 0)}  # what this seed trained, for the compute spent
         if not rows or all(improves(objective_name, row[objective_name], r[objective_name]) for r in rows):
@@ -75,7 +78,8 @@ def run_retrain(cfg) -> float:
               "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
               "train_samples": sum(r["train_samples"] for r in rows),  # the compute spent (sweeper/study/budget.py)
               "best_model": str((out / "best-model").resolve())}
-    model = AutoModelForSequenceClassification.from_pretrained(out / "best-model")  # what a user loads
+    # What a user loads (the code a mean-pooled model carries is sweeper's own: trusted).
+    model = AutoModelForSequenceClassification.from_pretrained(out / "best-model", trust_remote_code=True)
     result["predictions"] = str(write_predictions(cfg, model, objective.data.tokenizer, out).resolve())
     replace_whole(study_dir / "retrain.csv", lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
     study.set_user_attr("retrain", result)

@@ -10,6 +10,7 @@ from hydra.experimental.callback import Callback
 from optuna.trial import TrialState
 
 from sweeper.results.report import replace_whole
+from sweeper.search.space import trial_values
 from sweeper.study import budget
 
 
@@ -27,7 +28,7 @@ def study_row(study) -> dict:
         row.update({"objective": objective, "best": best.value, "best_trial": best.number})
         shown = [k for k in metrics(attrs.get("task")) if k in best.user_attrs and k != objective]
         row.update({k: best.user_attrs[k] for k in shown})
-        row.update({f"best_{k}": v for k, v in best.params.items()})
+        row.update({f"best_{k}": v for k, v in trial_values(best).items()})
     # Wall time of every trial that ran here, failed ones included: what the study cost.
     row["train_minutes"] = round(sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
                                      if t.datetime_complete and t.datetime_start) / 60, 2)
@@ -36,8 +37,8 @@ def study_row(study) -> dict:
         row.update({"retrain_mean": attrs["retrain"]["mean"], "retrain_std": attrs["retrain"]["std"]})
     if isinstance(attrs.get("verdict"), dict):  # the winner on data the search never saw (sweeper/results/verdict.py)
         v = attrs["verdict"]
-        row.update({"verdict_mean": v["mean"], "verdict_std": v["std"],
-                    **{f"verdict_{k}": x for k, x in v["winner"].items()}})
+        row.update({"verdict_mean": v["mean"], "verdict_std": v["std"], "verdict_trivial": v.get("trivial"),
+                    "verdict_outcome": v.get("outcome"), **{f"verdict_{k}": x for k, x in v["winner"].items()}})
     return row
 
 

@@ -31,11 +31,13 @@ def check_world(cfg) -> None:
     if n > 1 and cfg.mode.value == "retrain":
         raise ConfigError(f"mode=retrain with WORLD_SIZE={n}: retrain runs in one process; allowed: "
                           "python -m sweeper mode=retrain ... without torchrun or accelerate launch")
-    sizes = list(cfg.search.batch_size)
+    from sweeper.search.space import possible
+
+    sizes = possible(cfg, "train.batch_size")
     uneven = [b for b in sizes if b % n]
     if uneven:
-        raise ConfigError(f"search.batch_size={sizes} with WORLD_SIZE={n}: {uneven} do not split into {n} "
-                          f"equal per-process batches; allowed: multiples of {n}")
+        raise ConfigError(f"train.batch_size (searched or set): {sizes} with WORLD_SIZE={n}: {uneven} do not split "
+                          f"into {n} equal per-process batches; allowed: multiples of {n}")
 
 
 def init() -> None:

@@ -23,14 +23,19 @@ from sweeper.train.metrics import direction, objectives
 log = logging.getLogger(__name__)
 # One study user attribute per section, a dict of flat dotted keys: readable in optuna-dashboard.
 SECTIONS = ("task", "data", "model", "optimizer", "search", "pruner", "train", "seed", "study")
-SEARCH_SPACE = ("lr", "epochs", "batch_size")  # the portfolio acts on an empty study only; reference on the verdict
-TRAIN_RESULTS = ("precision", "group_by_length", "cpu_fastpath")  # the rest is speed (compile) or display
+TRAIN_RESULTS = ("precision", "group_by_length", "cpu_fastpath", "epochs", "batch_size", "keep_best")  # the rest is
+#   speed (compile) or display
+# Knobs at the value that does nothing new: left out, so studies made before a knob existed keep their definition.
+NEUTRAL = {"optimizer.schedule": "linear", "optimizer.layer_decay": 1.0, "optimizer.max_grad_norm": None,
+           "model.pooling": "cls", "model.reinit_layers": 0, "model.dropout.hidden": None,
+           "model.dropout.attention": None, "model.dropout.classifier": None, "train.keep_best": False}
 # Changes after which old and new trials still measure the same thing (same data, model, objective), so
-# study.accept may take them: when to prune (and stop probes), the lr or epochs range, same-math training
-# switches, the same weights found at another path (another venv). Not search.batch_size: Optuna fails every trial whose
-# categorical choices differ from the study's earlier ones.
-SAFE = ("pruner", "search.probe", "search.lr", "search.epochs", "train.precision", "train.group_by_length",
+# study.accept may take them: when to prune (and stop probes), the space (not a categorical's choices: Optuna fails
+# every trial whose choices differ from the study's earlier ones), same-math training switches, the same weights
+# found at another path (another venv).
+SAFE = ("pruner", "search.probe", "search.space", "search.custom", "train.precision", "train.group_by_length",
         "train.cpu_fastpath", "optimizer.optimizer.fused", "model.path")
+CATEGORICAL = "CategoricalDistribution("
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "optuna", "hydra-core")
 ABSENT = "(absent)"
 CREATOR_WAIT_S = 2.0  # a worker that created the study an instant ago is still storing its definition
@@ -44,16 +49,23 @@ def definition(cfg) -> dict[str, Any]:
     def plain(node):
         return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
 
+    from sweeper.search import space
+
+    compiled = space.compile_space(cfg.search)
     flat = {}
     for section in ("task", "model", "optimizer"):
         flat.update(flatten(section, plain(cfg[section])))
     if flat.get("task.selection_size") is None:  # no selection split: the definition studies had before the key
         flat.pop("task.selection_size", None)
-    flat.update(flatten("search", {k: plain(cfg.search[k]) for k in SEARCH_SPACE}))
+    flat.update(flatten("train", {k: plain(cfg.train)[k] for k in TRAIN_RESULTS}))
+    for key in [k for k in flat if k in compiled or (k in NEUTRAL and flat[k] == NEUTRAL[k])]:
+        del flat[key]  # a key the space sets is the space's; a knob at its neutral value, as before it existed
+    flat.update({f"search.space.{k}": space.describe(v) for k, v in compiled.items()})
+    if cfg.search.get("custom"):
+        flat["search.custom"] = plain(cfg.search)["custom"]
     if cfg.search.probe.trials:  # off: the definition studies had before the key
         flat.update(flatten("search.probe", plain(cfg.search.probe)))
     flat.update(flatten("pruner", plain(cfg.pruner)))
-    flat.update(flatten("train", {k: plain(cfg.train)[k] for k in TRAIN_RESULTS}))
     flat["data.content"] = data_content(cfg.task, cfg.data_dir)
     flat["seed"] = cfg.seed  # the training seed and the subsample's
     flat["study.objectives"] = objectives(cfg.task, cfg.study)
@@ -92,7 +104,22 @@ def stored(attrs: dict) -> dict[str, Any] | None:
     for s in SECTIONS:
         if s in attrs:
             flat.update({f"{s}.{k}": v for k, v in attrs[s].items()} if isinstance(attrs[s], dict) else {s: attrs[s]})
-    return {k: MOVED.get(v, v) if isinstance(v, str) else v for k, v in flat.items()}
+    return legacy({k: MOVED.get(v, v) if isinstance(v, str) else v for k, v in flat.items()})
+
+
+def legacy(flat: dict) -> dict:
+    """A definition stored by sweeper 0.1 in today's terms: its three ranges as the space's distributions, its
+    scheduler (always linear) as the neutral schedule, left out."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if "search.lr.low" not in flat:
+        return flat
+    out = {k: v for k, v in flat.items() if not k.startswith(("search.lr.", "search.epochs.", "search.batch_size",
+                                                                "optimizer.scheduler."))}
+    out["search.space.optimizer.lr"] = repr(FloatDistribution(flat["search.lr.low"], flat["search.lr.high"], log=True))
+    out["search.space.train.epochs"] = repr(IntDistribution(flat["search.epochs.low"], flat["search.epochs.high"]))
+    out["search.space.train.batch_size"] = repr(CategoricalDistribution(flat["search.batch_size"]))
+    return out
 
 
 def differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
@@ -103,6 +130,12 @@ def differences(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
 
 def covered(key: str, entries) -> bool:
     return any(key == e or key.startswith(e + ".") for e in entries)
+
+
+def unsafe_change(key: str, old, new) -> bool:
+    """A change study.accept cannot take even where it covers the key: a categorical's choices."""
+    return key.startswith("search.space.") and old != ABSENT and new != ABSENT and (
+        str(old).startswith(CATEGORICAL) or str(new).startswith(CATEGORICAL))
 
 
 def check_accept(accept, now: dict) -> None:
@@ -126,12 +159,16 @@ def show(value) -> str:
 
 def refusal(name: str, diffs, accept) -> str | None:
     """The error for the differences not accepted, naming each with both values and the ways on."""
-    refused = [d for d in diffs if not covered(d[0], accept)]
+    # A key the space now sets (or no longer sets) leaves the fixed sections: part of the space's change.
+    moved = {k.removeprefix("search.space.") for k, _, _ in diffs if k.startswith("search.space.")}
+    diffs = [(f"search.space.{k}" if k in moved else k, old, new) for k, old, new in diffs]
+    refused = [d for d in diffs if not covered(d[0], accept) or unsafe_change(*d)]
     if not refused:
         return None
     listed = "; ".join(f"{k}: stored {show(old)}, now {show(new)}" for k, old, new in refused)
-    safe = list(dict.fromkeys(e for k, _, _ in refused for e in SAFE if covered(k, [e])))
-    unsafe = [k for k, _, _ in refused if not covered(k, SAFE)]
+    safe = list(dict.fromkeys(e for k, old, new in refused for e in SAFE
+                              if covered(k, [e]) and not unsafe_change(k, old, new)))
+    unsafe = [k for k, old, new in refused if not covered(k, SAFE) or unsafe_change(k, old, new)]
     ways = f"run it under a new study.name (e.g. study.name={name}-2) or with the stored values"
     if safe and not unsafe:
         ways += f", or accept the change with study.accept=[{','.join(safe)}]"

@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 
 from sweeper.scale import distributed
+from sweeper.search import space
 from sweeper.study.objective import Objective
 from sweeper.train import checkpoints
 
@@ -31,10 +32,10 @@ def follow(cfg) -> None:
         return  # rank 0 found the study complete: nothing to train
     objective = Objective(cfg, Path(cfg.out_dir) / cfg.study.name)
     while (job := distributed.share()) is not None:
-        hp, resume, number = job
+        values, resume, number = job
         try:
-            objective.fit(hp, cfg.seed, follow_decision, checkpoint=checkpoints.trial_dir(objective.checkpoint_root,
-                                                                                         number), resume=resume,
+            objective.fit(space.apply(cfg, values), cfg.seed, follow_decision,
+                          checkpoint=checkpoints.trial_dir(objective.checkpoint_root, number), resume=resume,
                           on_evaluate=follow_decision)  # rank 0 decides within epochs too
         except optuna.TrialPruned:
             pass

@@ -15,25 +15,32 @@ from optuna.trial import TrialState
 from sweeper.data.batching import eval_subset, get_dataloaders, get_extra_eval_dataloaders, get_subset_eval_dataloader
 from sweeper.data.dataset import load_task
 from sweeper.scale import distributed
+from sweeper.search import space
 from sweeper.study import budget, faults, probes, steps
 from sweeper.study.artifacts import attach_best_model
-from sweeper.study.pruning import TRIVIAL, TRIVIAL_WITHIN
+from sweeper.study.pruning import EPOCHS, TRIVIAL, TRIVIAL_WITHIN
 from sweeper.train import checkpoints
 from sweeper.train.export import export_if_better
-from sweeper.train.loop import Hparams, pad_multiple, resolve_precision, train
-from sweeper.train.metrics import improves, objectives, trivial_value
+from sweeper.train.loop import Hparams, kept, pad_multiple, resolve_precision, train
+from sweeper.train.metrics import direction, improves, objectives, trivial_value
 from sweeper.train.model import fresh_model, load_template
 from sweeper.train.tracking import trial_run
 
 log = logging.getLogger(__name__)
 
 
-def suggest(trial: optuna.Trial, search) -> Hparams:
-    return Hparams(
-        lr=trial.suggest_float("lr", search.lr.low, search.lr.high, log=True),
-        epochs=trial.suggest_int("epochs", search.epochs.low, search.epochs.high),
-        batch_size=trial.suggest_categorical("batch_size", list(search.batch_size)),
-    )
+def hparams(cfg) -> Hparams:
+    """A run's configuration (a trial's: the study's config with its values set) as the loop takes it."""
+    o, name = cfg.optimizer, objectives(cfg.task, cfg.study)[0]
+    return Hparams(lr=float(o.lr), epochs=int(cfg.train.epochs), batch_size=int(cfg.train.batch_size),
+                   schedule=str(getattr(o.schedule, "value", o.schedule)), warmup_ratio=float(o.warmup_ratio),
+                   layer_decay=float(o.layer_decay), max_grad_norm=o.max_grad_norm,
+                   keep_best=name if cfg.train.keep_best else None, maximize=direction(name) == "maximize")
+
+
+def shown(values: dict) -> str:
+    """A trial's values for a log line."""
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
 def report_epoch(trial: optuna.Trial, objective: str, epoch: int, metrics: dict, prune: bool = True) -> None:
@@ -68,8 +75,7 @@ class Objective:
                        else None)
         self.trivial_within = None if self.trivial is None or self.subset is None else trivial_value(
             labels[self.subset], self.objectives[0])
-        self.optimizer_fn = instantiate(cfg.optimizer.optimizer)
-        self.scheduler_fn = instantiate(cfg.optimizer.scheduler)
+        self.space, self.custom = space.compile_space(cfg.search), space.custom(cfg.search)
         self.trial: optuna.Trial | None = None  # the running trial, for the interrupt handler
         distributed.announce()  # the other ranks may now read the tokenized data and weights from the cache
 
@@ -106,7 +112,12 @@ class Objective:
 
     def run(self, trial: optuna.Trial) -> float | list[float]:
         cfg = self.cfg
-        hp = suggest(trial, cfg.search)
+        names = space.param_names(trial.study.get_trials(deepcopy=False))  # a study made before: lr, epochs, ...
+        values = space.suggest(trial, self.space, cfg, names, self.custom)
+        run_cfg = space.apply(cfg, values)
+        hp = hparams(run_cfg)
+        trial.set_user_attr(EPOCHS, hp.epochs)  # for the pruner, searched or fixed
+        trial.set_user_attr(space.CONFIG, values)  # the whole configuration, for best.yaml, retrain, the verdict
         if self.trivial is not None:
             trial.set_user_attr(TRIVIAL, self.trivial)
         if self.trivial_within is not None:
@@ -122,11 +133,11 @@ class Objective:
             budget.reset(trial)
         if resumed:
             self.restore_reports(trial, frozen, resumed)
-        log.info("trial %d: lr=%.3g epochs=%d batch_size=%d%s%s", trial.number, hp.lr, hp.epochs,
-                 hp.batch_size, f" (retries trial {retried[-1]})" if retried else "", probes.role(trial.user_attrs))
-        # The last epoch's metrics, for the export; a retry whose predecessor died after its last
+        log.info("trial %d: %s%s%s", trial.number, shown(values), f" (retries trial {retried[-1]})" if retried else "",
+                 probes.role(trial.user_attrs))
+        # Every epoch's metrics, for the export's value; a retry whose predecessor died after its last
         # checkpoint trains no epoch and has only the checkpoint's.
-        objective, last = self.objectives[0], dict(resumed[-1]) if resumed else {}  # the one reported
+        objective, seen = self.objectives[0], list(resumed)
 
         probe = trial.user_attrs.get(probes.PROBE)  # judged by the bracket, at its point, not by the pruner
 
@@ -137,7 +148,7 @@ class Objective:
             return report_and_stop
 
         def on_epoch_end(epoch: int, metrics: dict) -> None:
-            last.update(metrics)
+            seen.append(metrics)
             step = steps.epoch_end_step(epoch, k, train_size)
             distributed.decide(then_probe(report_epoch), step, metrics)  # the other ranks prune too
 
@@ -149,22 +160,27 @@ class Objective:
         within = on_evaluate if objective in cfg.task.metrics or len(self.objectives) > 1 else None
 
         # A multi-objective study has a Pareto front, not one best model to export.
-        export = (lambda model: self.export_best(trial, model, last[objective])) if len(self.objectives) == 1 else None
-        distributed.share((hp, resume, trial.number))  # the other ranks train it too (distributed.follow)
-        with trial_run(cfg.train.report_to, cfg.out_dir, cfg.study.name, trial.number, trial.params,
+        export = ((lambda model: self.export_best(trial, model, kept(seen, hp)[objective]))
+                  if len(self.objectives) == 1 else None)
+        distributed.share((values, resume, trial.number))  # the other ranks train it too (distributed.follow)
+        with trial_run(cfg.train.report_to, cfg.out_dir, cfg.study.name, trial.number, values,
                        pruned=optuna.TrialPruned) as on_log:  # one tracker run per trial (train.report_to)
-            history = self.fit(hp, cfg.seed, on_epoch_end, on_train_end=export, on_log=on_log, on_evaluate=within,
-                               checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number), resume=resume)
-        values = [history[-1][name] for name in self.objectives]
-        return values[0] if len(values) == 1 else values
+            history = self.fit(run_cfg, cfg.seed, on_epoch_end, on_train_end=export, on_log=on_log,
+                               on_evaluate=within, checkpoint=checkpoints.trial_dir(self.checkpoint_root, trial.number),
+                               resume=resume)
+        final = kept(history, hp)  # train.keep_best: the best epoch's
+        if final is not history[-1]:
+            trial.set_user_attr("kept_epoch", final["epoch"])
+        results = [final[name] for name in self.objectives]
+        return results[0] if len(results) == 1 else results
 
-    def fit(self, hp: Hparams, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None, on_log=None,
+    def fit(self, run_cfg, seed: int, on_epoch_end, on_train_end=None, checkpoint=None, resume=None, on_log=None,
             on_evaluate=None, data=None):
-        """One training run on the study's data (or `data`: the verdict's) and template: a trial's, or a retrain
-        seed's. hp.batch_size is the global batch: each of a data-parallel trial's processes takes its share
-        (sweeper/scale/distributed.py). `on_evaluate` (evaluations within an epoch, on self.subset) is a trial's:
-        on the study's data only."""
-        cfg, data = self.cfg, data or self.data
+        """One training run of `run_cfg` (the study's config with a trial's values set, space.apply) on the study's
+        data (or `data`: the verdict's) and template: a trial's, or a retrain seed's. train.batch_size is the
+        global batch: each of a data-parallel trial's processes takes its share (sweeper/scale/distributed.py).
+        `on_evaluate` (evaluations within an epoch, on self.subset) is a trial's: on the study's data only."""
+        cfg, data, hp = self.cfg, data or self.data, hparams(run_cfg)
         assert on_evaluate is None or data is self.data, "self.subset indexes the study's evaluation split"
         train_dl, eval_dl = get_dataloaders(
             data, hp.batch_size // distributed.world_size(), cfg.train.eval_batch_size, seed,
@@ -172,9 +188,8 @@ class Objective:
         extra_eval = get_extra_eval_dataloaders(data, cfg.train.eval_batch_size, cfg.train.group_by_length,
                                                 pad_multiple(self.precision))
         return train(
-            fresh_model(self.template), train_dl, eval_dl, hp,
-            optimizer_fn=self.optimizer_fn, scheduler_fn=self.scheduler_fn,
-            warmup_ratio=cfg.optimizer.warmup_ratio, precision=self.precision,
+            fresh_model(self.template, run_cfg.model, seed), train_dl, eval_dl, hp,
+            optimizer_fn=instantiate(run_cfg.optimizer.optimizer), precision=self.precision,
             metric_names=list(cfg.task.metrics), seed=seed, on_epoch_end=on_epoch_end,
             checkpoint=checkpoint, resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
             cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile, on_train_end=on_train_end,

@@ -24,6 +24,11 @@ TRIVIAL_WITHIN = "trivial_value_within"  # the same on the capped subset that re
 PROMOTED_AT = "promoted_at"  # a continued probe's user attribute: the step its probe stopped at (probes.py)
 STEP_UNIT = "step_unit"  # absent: steps are epochs; SAMPLES: within-epoch reports (sweeper/study/steps.py)
 SAMPLES = "train_samples"
+EPOCHS = "epochs"  # the trial user attribute of its epoch count, searched or fixed (a study made before: a param)
+
+
+def trial_epochs(trial: FrozenTrial) -> int | None:
+    return trial.user_attrs.get(EPOCHS, trial.params.get("epochs"))
 
 
 class PlateauMedianPruner(optuna.pruners.BasePruner):
@@ -44,10 +49,10 @@ class PlateauMedianPruner(optuna.pruners.BasePruner):
         trivial = trivial_at(trial, step, study.user_attrs.get("train_size"))
         if trivial is not None and plateau(value, trivial, self.plateau_margin, study.direction):
             return False
-        epochs, unit = trial.params.get("epochs"), trial.user_attrs.get(STEP_UNIT)
+        epochs, unit = trial_epochs(trial), trial.user_attrs.get(STEP_UNIT)
         peers = [value_at(t, step)
                  for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-                 if t.params.get("epochs") == epochs and t.user_attrs.get(STEP_UNIT) == unit
+                 if trial_epochs(t) == epochs and t.user_attrs.get(STEP_UNIT) == unit
                  and t.last_step is not None and t.last_step >= step]
         if len(peers) < self.n_startup_trials:
             return False
@@ -86,7 +91,7 @@ class PlateauHalvingPruner(optuna.pruners.BasePruner):
             return False
         progress = epochs_done(trial, step, train_size)
         rung = self.rung_reached(progress)
-        if rung is None or progress >= trial.params.get("epochs", float("inf")) * RUNG_SLACK:  # None: no progress known
+        if rung is None or progress >= (trial_epochs(trial) or float("inf")) * RUNG_SLACK:  # None: no progress known
             return False
         if step <= trial.user_attrs.get(PROMOTED_AT, -1):  # a continued probe (search.probe), judged up to there
             return False  # with every probe already

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import optuna
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
+from sweeper.search import space
 from sweeper.study import budget, faults, probes
 from sweeper.study.definition import defined_study
 from sweeper.study.lock import study_lock
@@ -59,20 +61,25 @@ def load_study(storage, cfg) -> optuna.Study:
     with study_lock(storage, cfg.study.name):  # workers starting together on a new study: one portfolio
         n = len(study.get_trials(deepcopy=False))
         if n == 0 and cfg.search.enqueue_portfolio:
-            for params in portfolio(cfg.search)[:cfg.study.n_trials]:  # no queued trial beyond the target
+            for params in portfolio(cfg)[:cfg.study.n_trials]:  # no queued trial beyond the target
+                # (a new study: its parameters are named by config keys)
                 study.enqueue_trial(params, skip_if_exists=True)
     study.sampler = instantiate(cfg.sampler, seed=sampler_seed(cfg.seed, cfg.study.name, n, cfg.get("worker", 0)))
     return study
 
 
-def portfolio(space) -> list[dict]:
-    """The search's start-up configurations inside its space, in order, once each (search.portfolio)."""
-    out = []
-    for entry in space.portfolio:
-        params = {"lr": float(entry.lr), "epochs": int(entry.epochs), "batch_size": int(entry.batch_size)}
-        if not in_space(entry, space):
-            log.info("portfolio entry %s is outside the search space: not enqueued", params)
-        elif params not in out:
+def portfolio(cfg, names: dict | None = None) -> list[dict]:
+    """The search's start-up configurations inside its space, in order, once each, as trial parameters (their
+    config keys, or `names`' for a study made before): an entry's searched keys must lie in their distributions and
+    its other keys equal the space's fixed values or the config's; keys it leaves out are drawn by the sampler."""
+    compiled, names, out = space.compile_space(cfg.search), names or {}, []
+    for entry in cfg.search.portfolio:
+        values = space.flatten(OmegaConf.to_container(entry, resolve=True))
+        if not space.contains(compiled, values, cfg):
+            log.info("portfolio entry %s is outside the search space: not enqueued", values)
+            continue
+        params = {names.get(k, k): v for k, v in values.items() if k in space.searched(compiled)}
+        if params not in out:
             out.append(params)
     return out
 
@@ -82,11 +89,6 @@ def sampler_seed(seed: int, study_name: str, n_trials: int, worker: int = 0) -> 
     per trial count, so a resumed sweep does not replay the proposals of the run it continues, and per
     worker, since workers launched together all load the study at 0 trials and would propose alike."""
     return zlib.crc32(f"{seed}/{study_name}/{n_trials}{f'/w{worker}' if worker else ''}".encode())
-
-
-def in_space(ref, space) -> bool:
-    return (space.lr.low <= ref.lr <= space.lr.high and space.epochs.low <= ref.epochs <= space.epochs.high
-            and ref.batch_size in space.batch_size)
 
 
 def count(trials, states) -> int:
@@ -139,14 +141,12 @@ def describe(study: optuna.Study, cfg, train_size: int, eval_size: int) -> None:
     """What the dashboard shows beside the trials: which task, model and data, and how it was run."""
     from hydra.core.hydra_config import HydraConfig
 
-    s = cfg.search
     # The job's own overrides (one job of a multirun); in-process callers (tests) get their own argv.
     command = ("python -m sweeper " + " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized()
                else shlex.join(sys.argv))
     # The task and model themselves are in the study's definition (sweeper/study/definition.py).
     attrs = {"train_size": train_size, "eval_size": eval_size,
-             "search_space": f"lr log-uniform [{s.lr.low:g}, {s.lr.high:g}], epochs [{s.epochs.low}, "
-                             f"{s.epochs.high}], batch_size {list(s.batch_size)}",
+             "search_space": {k: space.describe(v) for k, v in space.compile_space(cfg.search).items()},
              "command": command, "n_trials": cfg.study.n_trials,  # the target, for mode=status
              "budget_epochs": cfg.study.budget_epochs, "budget_minutes": cfg.study.budget_minutes,
              "best_model": str((Path(cfg.out_dir) / cfg.study.name / "best-model").resolve())}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -12,6 +13,7 @@ from sweeper.train import disk
 
 log = logging.getLogger(__name__)
 PROGRESS = "progress.json"  # written last: an epoch directory without it is incomplete
+BEST = "best.safetensors"  # train.keep_best: the best epoch's weights, once its checkpoint is gone
 
 
 def trial_dir(root: Path, number: int) -> Path:
@@ -35,6 +37,21 @@ def read_progress(checkpoint: Path) -> dict:
 
 def write_progress(checkpoint: Path, progress: dict) -> None:
     (checkpoint / PROGRESS).write_text(json.dumps(progress))
+
+
+def link_best_weights(trial: Path, epoch: Path) -> None:
+    """The epoch's model weights, also as the trial's best (train.keep_best): a hard link, renamed into place."""
+    link = trial / f"{BEST}.tmp"
+    link.unlink(missing_ok=True)
+    os.link(epoch / "model.safetensors", link)
+    link.rename(trial / BEST)
+
+
+def best_weights(trial: Path) -> dict:
+    """The state dict link_best_weights kept."""
+    from safetensors.torch import load_file
+
+    return load_file(trial / BEST)
 
 
 def drop_older(trial: Path, keep: Path) -> None:

@@ -1,5 +1,6 @@
 """A trained classifier -> a directory that `from_pretrained` and `pipeline` load: safetensors weights,
-the tokenizer, the task's label names, and a marker saying which run it came from and how good it was."""
+the tokenizer, the task's label names, and a marker saying which run it came from and how good it was (a
+mean-pooled model also its code: load it with trust_remote_code=True)."""
 from __future__ import annotations
 
 import fcntl
@@ -11,8 +12,9 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from sweeper.train import disk
+from sweeper.train import disk, pooling
 
+CODE = "modeling_sweeper"  # a mean-pooled model's code, saved beside its weights
 MARKER = "sweeper.json"  # {"value": ..., "trial" or "seed": ...}; written before the rename, so present
 
 
@@ -40,8 +42,20 @@ def write_model(model, tokenizer, label_names: list[str], directory: Path, recor
         model.save_pretrained(directory, safe_serialization=True)
     finally:
         model.config._attn_implementation = attention
+    if isinstance(model, pooling.MeanPoolBertForSequenceClassification):
+        with_its_code(directory)
     tokenizer.save_pretrained(directory)
     (directory / MARKER).write_text(json.dumps(record))
+
+
+def with_its_code(directory: Path) -> None:
+    """A mean-pooled model (model.pooling=mean) is no class of transformers': its code goes with it, and config.json
+    names it, so `from_pretrained(directory, trust_remote_code=True)` and `pipeline(...)` load it anywhere."""
+    shutil.copy(pooling.__file__, directory / f"{CODE}.py")
+    config = json.loads((directory / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": f"{CODE}.MeanPoolBertConfig",
+                          "AutoModelForSequenceClassification": f"{CODE}.MeanPoolBertForSequenceClassification"}
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
 
 
 def export(model, tokenizer, label_names: list[str], target: Path, record: dict,

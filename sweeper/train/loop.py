@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from sweeper.train import checkpoints, disk, fastpath
 from sweeper.train.metrics import compute_metrics
+from sweeper.train.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 _accelerator: Accelerator | None = None
@@ -29,9 +30,24 @@ class NonFiniteLoss(ArithmeticError):
 
 @dataclass
 class Hparams:
+    """What one training run does: a trial's configuration as the loop needs it (sweeper/study/objective.py)."""
     lr: float
     epochs: int
     batch_size: int
+    schedule: str = "linear"  # after warmup: linear or cosine decay to zero, or constant (train/optim.py)
+    warmup_ratio: float = 0.0
+    layer_decay: float = 1.0  # each layer's lr is this times the one above's; 1.0 = one lr
+    max_grad_norm: float | None = None  # gradient clipping; None = none
+    keep_best: str | None = None  # a metric: the run ends with its best epoch's weights and metrics, not the last
+    maximize: bool = True  # keep_best's direction
+
+
+def kept(history: list[dict], hp: Hparams) -> dict:
+    """The epoch a run ends with: its last, or with hp.keep_best the best by that metric (the first of ties)."""
+    if hp.keep_best is None or not history:
+        return history[-1]
+    sign = 1 if hp.maximize else -1
+    return max(history, key=lambda h: (sign * h[hp.keep_best], -h["epoch"]))
 
 
 def resolve_precision(requested: str) -> str:
@@ -61,16 +77,8 @@ def pad_multiple(precision: str) -> int | None:
     return None if precision == "no" else 8
 
 
-def make_optimizer(optimizer_fn, model, lr: float, device: torch.device):
-    """optimizer.fused=null picks the fused kernel where torch has one (CPU, CUDA): it does the whole
-    AdamW update in one pass, 5x cheaper per step than the default loop over parameters here."""
-    fused = optimizer_fn.keywords.get("fused")
-    fused = device.type in ("cpu", "cuda") if fused is None else fused
-    return optimizer_fn(model.parameters(), lr=lr, fused=fused)
-
-
-def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, warmup_ratio: float,
-          precision: str, metric_names, seed: int, on_epoch_end: Callable[[int, dict], None],
+def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, precision: str, metric_names, seed: int,
+          on_epoch_end: Callable[[int, dict], None],
           checkpoint: Path | None = None, resume: Path | None = None, log_every: int = 50,
           progress: bool = True, cpu_fastpath: bool = True, compile_model: bool = False,
           on_train_end: Callable[[torch.nn.Module], None] | None = None, regression: bool = False,
@@ -91,10 +99,8 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
     sampler = train_dl.batch_sampler  # kept: prepare() may wrap it, set_epoch must reach it
     if cpu_fastpath and accelerator.device.type == "cpu" and accelerator.num_processes == 1:
         fastpath.apply(model)
-    optimizer = make_optimizer(optimizer_fn, model, hp.lr, accelerator.device)
-    steps = hp.epochs * len(train_dl)
-    scheduler = scheduler_fn(optimizer, num_warmup_steps=math.ceil(warmup_ratio * steps),
-                             num_training_steps=steps)
+    optimizer = make_optimizer(optimizer_fn, model, hp.lr, hp.layer_decay, accelerator.device)
+    scheduler = make_scheduler(optimizer, hp.schedule, hp.warmup_ratio, hp.epochs * len(train_dl))
     if compile_model:
         model = torch.compile(model, dynamic=True)
     model, optimizer, train_dl, eval_dl, scheduler = accelerator.prepare(
@@ -106,12 +112,14 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
     # What this call computed (a resumed run: since its checkpoint), for a compute budget (sweeper/study/budget.py).
     spent = {"train_samples": 0, "evaluated_samples": 0}
     try:
-        history, start = [], 0
+        history, start, best = [], 0, None  # best: the kept epoch's weights (hp.keep_best), while not the last's
         if resume is not None:
             accelerator.load_state(str(resume))
             history = checkpoints.read_progress(resume)["history"]
             start = len(history)
             log.info("resuming from %s after epoch %d", resume, start - 1)
+            if kept(history, hp) is not history[-1]:
+                best = checkpoints.best_weights(checkpoint or resume.parent)
         for epoch in range(start, hp.epochs):
             train_dl.set_epoch(epoch)  # Accelerate re-sets the sampler's epoch from its own counter,
             sampler.set_epoch(epoch)   # which restarts at 0 on resume; ours may sit under a shard
@@ -131,7 +139,7 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
 
             at = within_epoch_steps(len(train_dl), evals_per_epoch) if on_evaluate is not None else set()
             stats = train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress,
-                                on_log, epoch * epoch_samples, at, within)
+                                on_log, epoch * epoch_samples, at, within, hp.max_grad_norm)
             spent["train_samples"] = trained + epoch_samples
             metrics = evaluate(accelerator, model, eval_dl, metric_names, regression)
             spent["evaluated_samples"] += metrics["eval_samples"]
@@ -143,11 +151,18 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, scheduler_fn, 
                 history[-1].get("total_train_seconds", 0.0) if history else 0.0)
             metrics = {**metrics, **stats, **spent, "epoch": epoch}
             history.append(metrics)
+            improved = hp.keep_best is not None and kept(history, hp) is metrics
+            if improved:  # in memory, for the end; on disk beside the checkpoint, for a resumed run
+                best = {k: v.detach().to("cpu", copy=True) for k, v in
+                        accelerator.get_state_dict(model, unwrap=True).items()}
             if checkpoint is not None:
-                save_checkpoint(accelerator, checkpoint, history, checkpoints.estimate(checkpoint, model))
+                save_checkpoint(accelerator, checkpoint, history, checkpoints.estimate(checkpoint, model),
+                                keep_best=improved)
             if on_log is not None:  # before on_epoch_end, which may prune: a pruned epoch is logged too
                 on_log(metrics, (epoch + 1) * epoch_samples)
             on_epoch_end(epoch, metrics)
+        if best is not None and kept(history, hp) is not history[-1]:
+            accelerator.unwrap_model(model).load_state_dict(best)  # the run ends as its kept epoch ended
         if on_train_end is not None and accelerator.is_main_process:
             on_train_end(accelerator.unwrap_model(model))
         return history
@@ -162,7 +177,8 @@ def within_epoch_steps(n_batches: int, evals_per_epoch: int) -> set[int]:
 
 
 def train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress,
-                on_log=None, seen: int = 0, at: set[int] = frozenset(), within=None) -> dict:
+                on_log=None, seen: int = 0, at: set[int] = frozenset(), within=None,
+                max_grad_norm: float | None = None) -> dict:
     model.train()
     loss_sum = torch.zeros((), device=accelerator.device)
     real_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)
@@ -175,6 +191,8 @@ def train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_e
     for step, batch in enumerate(bar, 1):
         loss = model(**batch).loss
         accelerator.backward(loss)
+        if max_grad_norm is not None:
+            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -225,10 +243,11 @@ def evaluate(accelerator, model, eval_dl, metric_names, regression: bool = False
     return {**metrics, "eval_samples": sum(len(y) for y in labels), "eval_seconds": time.perf_counter() - start}
 
 
-def save_checkpoint(accelerator, trial: Path, history: list[dict], needed: int = 0) -> None:
-    """Save model, optimizer, scheduler and RNG state after an epoch. Written beside the previous
-    checkpoint and renamed into place, so a kill or a full disk mid-save leaves the last good one and
-    nothing half-written. Raises DiskFull when fewer than `needed` bytes are free, or the write runs out."""
+def save_checkpoint(accelerator, trial: Path, history: list[dict], needed: int = 0, keep_best: bool = False) -> None:
+    """Save model, optimizer, scheduler and RNG state after an epoch (with `keep_best`, its weights as the trial's
+    best too). Written beside the previous checkpoint and renamed into place, so a kill or a full disk mid-save
+    leaves the last good one and nothing half-written. Raises DiskFull when fewer than `needed` bytes are free, or
+    the write runs out."""
     final = checkpoints.epoch_dir(trial, len(history))
     partial = final.with_suffix(".tmp")
     try:
@@ -238,6 +257,8 @@ def save_checkpoint(accelerator, trial: Path, history: list[dict], needed: int =
             if accelerator.is_main_process:
                 checkpoints.write_progress(partial, {"epoch": len(history), "history": history})
                 partial.rename(final)
+                if keep_best:  # the kept epoch's weights outlive its checkpoint (a link: no copy)
+                    checkpoints.link_best_weights(trial, final)
                 checkpoints.drop_older(trial, keep=final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
