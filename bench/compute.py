@@ -1,28 +1,33 @@
 """The search benchmark in compute units: what each way of choosing hyperparameters finds for the same training
 compute, proven on data no search saw.
 
-    python bench/compute.py [--tasks mrpc rte cola] [--arms sweeper trainer course] [--budget-epochs 9]
-    python bench/compute.py --tasks mrpc --arms probes    # a candidate default (VARIANTS), beside the others
+    python bench/compute.py [--tasks mrpc rte cola] [--arms course sweeper trainer ...]
+    python bench/compute.py --report-only            # the tables and the targets, from the rows
+    python bench/compute.py --backfill               # predictions for rows written before they were kept
 
 Per task (all training examples, MiniLM): 20% of the training split is held out as the selection split every search
-selects on; the validation split is scored only by the re-validation. Arms, each given --budget-epochs epochs of
-the rest of the training split (evaluation counts a third of a training sample, as study.budget_epochs does):
-- sweeper: the real CLI with its defaults (a subprocess; its study resumes from bench/runs/<task>/sweeper.db);
+selects on; the validation split is scored only by the re-validation. Arms (ARMS), each given its budget in epochs
+of the rest of the training split (evaluation counts a third of a training sample, as study.budget_epochs does):
+- sweeper, sweeper-27: the real CLI with its defaults (a subprocess; its study resumes from bench/runs/<task>/...);
+- wide-9, wide-27: the CLI with the wide space of conf/search/wide.yaml;
+- probes: the CLI with search.probe on;
 - trainer: Trainer.hyperparameter_search(backend="optuna") with its default space and sampler, one trial at a time
-  until its trials trained the same budget (its last trial may overshoot: the comparison then favours it);
-- course:  the course settings (lr 5e-5, 3 epochs, batch 8), no search.
-Every arm computes in --precision (fp32 by default: the same figures on any machine; rows of another precision
-are compared only with each other). Each arm's pick is trained with --seeds on the same training examples and
-scored on the validation split. One row per (task, arm, precision, seed) is appended
-to --out as it ends, and each search's pick to --out's -picks.csv as the search ends; a rerun skips rows there and
-trains a recorded pick without searching again (and reuses a run of the same configuration, seed and precision
-another arm already paid for), so the benchmark runs across sessions, in the background, or on a GPU machine.
-Prints per task each arm's mean +- std, its search compute, and the targets of issue #18."""
+  until its trials trained the budget (its last trial may overshoot: the comparison then favours it);
+- course: the course settings (lr 5e-5, 3 epochs, batch 8), no search; recipe: a published small-model recipe
+  (10% warmup, 10 epochs, the best epoch kept), no search.
+Every arm computes in --precision (fp32 by default: the same figures on any machine; rows of another precision are
+compared only with each other). Each arm's pick is trained with --seeds on the same training examples and scored on
+the validation split, its predictions there kept in --predictions (one file per task, configuration, precision and
+seed) for the paired test of sweeper/results/significance.py. One row per (task, arm, precision, seed) is appended to
+--out as it ends, and each search's pick to --out's -picks.csv as the search ends; a rerun skips rows there and trains
+a recorded pick without searching again (and reuses a run of the same configuration, seed and precision another arm
+or bench/knobs.py already paid for), so the benchmark runs across sessions, in the background, or on a GPU machine.
+Prints per task each arm's mean +- std, its search compute, and the targets."""
 from __future__ import annotations
 
 import argparse
 import functools
-import math
+import json
 import os
 import statistics
 import subprocess
@@ -34,22 +39,31 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PICK = ["task", "arm", "precision", "lr", "epochs", "batch_size", "search_epochs", "search_trials", "search_value"]
-FIELDS = [*PICK[:3], "seed", *PICK[3:], "objective", "value", "train_size", "train_seconds"]
+PICK = ["task", "arm", "precision", "lr", "epochs", "batch_size", "search_epochs", "search_trials", "search_value",
+        "config"]
+FIELDS = [*PICK[:3], "seed", *PICK[3:], "run", "objective", "value", "kept_epoch", "train_size", "train_samples",
+          "train_seconds"]
 import rows as rows_file  # noqa: E402  (bench/rows.py)
 from rows import read  # noqa: E402
 
-COURSE = {"lr": 5e-5, "epochs": 3, "batch_size": 8}
-# Candidates for sweeper's defaults, measured beside them: the CLI with these overrides (outside the targets).
-VARIANTS = {"probes": ["search.probe.trials=8", "search.probe.keep=2"]}
+COURSE = {"optimizer.lr": 5e-5, "train.epochs": 3, "train.batch_size": 8}
+RECIPE = {**COURSE, "optimizer.warmup_ratio": 0.1, "train.epochs": 10, "train.keep_best": True}  # Mosbach et al.,
+#   ELECTRA's RTE: warmup, longer training, the best epoch kept
+# Arm -> (how it picks, its CLI overrides or fixed configuration, its budget in epochs). Arms outside TARGETS are
+# candidates for sweeper's defaults, measured beside them.
+ARMS = {
+    "course": ("fixed", COURSE, 0),
+    "sweeper": ("cli", [], 9),
+    "trainer": ("trainer", [], 9),
+    "probes": ("cli", ["search.probe.trials=8", "search.probe.keep=2"], 9),
+    "recipe": ("fixed", RECIPE, 0),
+    "sweeper-27": ("cli", [], 27),
+    "wide-9": ("cli", ["search=wide"], 9),
+    "wide-27": ("cli", ["search=wide"], 27),
+}
 SELECTION = 0.2
 RUNS = ROOT / "bench" / "runs"
-
-
-def append(out: Path, row: dict) -> None:
-    rows_file.append(out, FIELDS, row)
-    print({k: row[k] for k in ("task", "arm", "seed", "lr", "epochs", "batch_size", "value", "search_epochs")},
-          flush=True)
+PREDICTIONS = ROOT / "bench" / "predictions"
 
 
 def picks_file(out: Path) -> Path:
@@ -58,10 +72,26 @@ def picks_file(out: Path) -> Path:
     return out.with_name(f"{out.stem}-picks.csv")
 
 
+def pick_values(row: dict) -> dict:
+    """A pick's configuration {config key: value}: its `config` column, or (rows from before it) its three knobs."""
+    if row.get("config"):
+        return json.loads(row["config"])
+    return {"optimizer.lr": float(row["lr"]), "train.epochs": int(row["epochs"]),
+            "train.batch_size": int(row["batch_size"])}
+
+
 def recorded_pick(out: Path, task: str, arm: str, precision: str) -> dict | None:
     row = next((r for r in read(picks_file(out))
                 if (r["task"], r["arm"], r["precision"]) == (task, arm, precision)), None)
-    return {k: row[k] for k in PICK[3:]} if row else None
+    return {k: row.get(k, "") for k in PICK[3:]} if row else None
+
+
+def pick_row(values: dict, **search) -> dict:
+    """A pick as picks.csv and the rows keep it: the three knobs in their columns, the whole configuration as JSON."""
+    return {"lr": values.get("optimizer.lr", COURSE["optimizer.lr"]),
+            "epochs": values.get("train.epochs", COURSE["train.epochs"]),
+            "batch_size": values.get("train.batch_size", COURSE["train.batch_size"]),
+            "config": json.dumps(values), **search}
 
 
 def compose(task: str, glue: str, overrides: list[str]):
@@ -77,11 +107,11 @@ def compose(task: str, glue: str, overrides: list[str]):
                                                   *overrides])
 
 
-def sweeper_arm(task: str, glue: str, budget: float, overrides: list[str], arm: str = "sweeper") -> dict:
-    """Run (or resume) the CLI's study with its defaults (and a variant's overrides) and the budget; its pick is
-    the study's best trial."""
+def cli_arm(task: str, glue: str, budget: float, overrides: list[str], arm: str) -> dict:
+    """Run (or resume) the CLI's study with the arm's overrides and budget; its pick is the study's best trial."""
     import optuna
 
+    from sweeper.search.space import trial_values
     from sweeper.study import budget as spent
 
     out, name = (RUNS / task, f"bench-{task}") if arm == "sweeper" else (RUNS / task / arm, f"bench-{task}-{arm}")
@@ -95,9 +125,9 @@ def sweeper_arm(task: str, glue: str, budget: float, overrides: list[str], arm: 
         subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True)
     study = optuna.load_study(study_name=name, storage=storage)
     best, train_size = study.best_trial, study.user_attrs["train_size"]
-    return {**{k: best.params[k] for k in COURSE}, "search_value": round(best.value, 4),
-            "search_epochs": round(spent.spent(study).samples / train_size, 3),
-            "search_trials": sum(t.state.is_finished() for t in study.trials)}
+    return pick_row(trial_values(best), search_value=round(best.value, 4),
+                    search_epochs=round(spent.spent(study).samples / train_size, 3),
+                    search_trials=sum(t.state.is_finished() for t in study.trials))
 
 
 def trainer_arm(task: str, glue: str, budget: float, objective) -> dict:
@@ -145,33 +175,70 @@ def trainer_arm(task: str, glue: str, budget: float, objective) -> dict:
                                       sampler=optuna.samplers.TPESampler(seed=42 + n))  # its default sampler
     study = optuna.load_study(study_name=name, storage=storage)
     best = study.best_trial
-    return {"lr": best.params["learning_rate"], "epochs": best.params["num_train_epochs"],
-            "batch_size": best.params["per_device_train_batch_size"], "search_value": round(best.value, 4),
-            "search_epochs": round(epochs_spent(), 3), "search_trials": len(study.trials)}
+    return pick_row({"optimizer.lr": best.params["learning_rate"], "train.epochs": best.params["num_train_epochs"],
+                     "train.batch_size": best.params["per_device_train_batch_size"]},
+                    search_value=round(best.value, 4), search_epochs=round(epochs_spent(), 3),
+                    search_trials=len(study.trials))
 
 
-def revalidate(objective, pick: dict, seed: int) -> dict:
-    """The pick trained with `seed` on the search's training examples, scored on the validation split."""
-    from sweeper.train.loop import Hparams
+# The keys a run of these benchmarks can set: a run's predictions are filed under their effective values, so one run
+# serves every arm and variant that trains the same configuration (the course settings above all).
+RUN_KEYS = ["optimizer.lr", "train.epochs", "train.batch_size", "optimizer.schedule", "optimizer.warmup_ratio",
+            "optimizer.layer_decay", "optimizer.max_grad_norm", "optimizer.optimizer.weight_decay", "train.keep_best",
+            "model.pooling", "model.reinit_layers", "model.dropout.hidden", "model.dropout.attention",
+            "model.dropout.classifier"]
 
-    data = objective.data
+
+def config_id(cfg, values: dict) -> str:
+    """A configuration's name for its predictions' file: a digest of its effective values."""
+    import zlib
+
+    from sweeper.results.verdict import effective, run_key
+
+    full = effective(cfg, values, sorted({*RUN_KEYS, *values}))
+    return f"{zlib.crc32(run_key(full, 0).encode()):08x}"
+
+
+def predictions_file(root: Path, task: str, cfg, values: dict, precision: str, seed: int) -> Path:
+    return root / f"{task}-{precision}-seed{seed}-{config_id(cfg, values)}.txt"
+
+
+def revalidate(objective, values: dict, seed: int, predictions: Path | None = None) -> dict:
+    """`values` ({config key: value}, over the course settings' defaults) trained with `seed` on the search's
+    training examples, scored on the validation split; its predictions there written to `predictions`."""
+    from sweeper.results.predict import predict
+    from sweeper.search import space
+    from sweeper.study.objective import hparams
+    from sweeper.train.loop import kept
+
+    data, cfg, trained = objective.data, objective.cfg, {}
     view = type(data)(**{**data.__dict__, "eval": data.unseen[0], "eval_lengths": data.unseen[1]})
-    history = objective.fit(Hparams(lr=float(pick["lr"]), epochs=int(pick["epochs"]),
-                                    batch_size=int(pick["batch_size"])), seed,
-                            on_epoch_end=lambda epoch, metrics: None, data=view)
+    run_cfg = space.apply(cfg, values)
+    history = objective.fit(run_cfg, seed, on_epoch_end=lambda epoch, metrics: None, data=view,
+                            on_train_end=lambda model: trained.update(model=model))
+    final = kept(history, hparams(run_cfg))
+    if predictions is not None:
+        predictions.parent.mkdir(parents=True, exist_ok=True)
+        labels = predictions.parent / f"{cfg.task.name}-labels.txt"
+        if not labels.exists():
+            labels.write_text(" ".join(str(y) for y in view.eval["labels"]) + "\n")
+        ids = predict(trained.pop("model"), view.eval, data.tokenizer, cfg.train.eval_batch_size)
+        predictions.write_text(" ".join(str(x) for x in ids.tolist()) + "\n")
+    trained.clear()
     objective.release()
-    name = objective.cfg.task.objective
-    return {"objective": name, "value": round(history[-1][name], 4), "train_size": len(data.train),
+    name = cfg.task.objective
+    return {"objective": name, "value": round(final[name], 4), "kept_epoch": final["epoch"],
+            "train_size": len(data.train), "train_samples": int(history[-1]["train_samples"]),
             "train_seconds": round(sum(h["train_seconds"] for h in history), 1)}
 
 
-def same_run(rows: list[dict], task: str, precision: str, pick: dict, seed: int) -> dict | None:
-    for r in rows:
-        if ((r["task"], r["precision"], int(r["seed"])) == (task, precision, seed)
-                and math.isclose(float(r["lr"]), float(pick["lr"]))
-                and (int(r["epochs"]), int(r["batch_size"])) == (int(pick["epochs"]), int(pick["batch_size"]))):
-            return r
-    return None
+def read_predictions(path: Path) -> list[int] | None:
+    return [int(x) for x in path.read_text().split()] if path.exists() else None
+
+
+def same_run(rows: list[dict], task: str, precision: str, run: str, seed: int) -> dict | None:
+    return next((r for r in rows if (r["task"], r["precision"], r.get("run"), int(r["seed"])) == (task, precision, run,
+                                                                                                    seed)), None)
 
 
 def run(args) -> None:
@@ -184,6 +251,10 @@ def run(args) -> None:
         """The task's data tokenized and weights read once, for every arm, when an arm first trains in-process."""
         return Objective(compose(task, glue, args.override), RUNS / task / "objective")
 
+    @functools.cache
+    def config(task: str):
+        return compose(task, glue, args.override)
+
     for task in args.tasks:
         for arm in args.arms:
             rows = read(args.out)
@@ -193,75 +264,117 @@ def run(args) -> None:
                 continue
             pick = recorded_pick(args.out, task, arm, args.precision)
             if pick is None:
-                if arm == "sweeper" or arm in VARIANTS:
-                    pick = sweeper_arm(task, glue, args.budget_epochs, [*args.override, *VARIANTS.get(arm, [])], arm)
-                elif arm == "trainer":
-                    pick = trainer_arm(task, glue, args.budget_epochs, objective(task))
+                kind, setting, budget = ARMS[arm]
+                budget = args.budget_epochs or budget
+                if kind == "cli":
+                    pick = cli_arm(task, glue, budget, [*args.override, *setting], arm)
+                elif kind == "trainer":
+                    pick = trainer_arm(task, glue, budget, objective(task))
                 else:
-                    pick = {**COURSE, "search_value": "", "search_epochs": 0, "search_trials": 0}
-                rows_file.append(picks_file(args.out), PICK,
-                                 {"task": task, "arm": arm, "precision": args.precision, **pick})
+                    pick = pick_row(setting, search_value="", search_epochs=0, search_trials=0)
+                rows_file.append(picks_file(args.out), PICK, {"task": task, "arm": arm, "precision": args.precision,
+                                                               **pick})
+            values = pick_values(pick)
+            run_id = config_id(config(task), values)
             for seed in todo:
-                known = same_run(read(args.out), task, args.precision, pick, seed)
-                result = ({k: known[k] for k in ("objective", "value", "train_size", "train_seconds")} if known
-                          else revalidate(objective(task), pick, seed))
-                append(args.out, {"task": task, "arm": arm, "precision": args.precision, "seed": seed, **pick,
-                                  **result})
+                known = (same_run(read(args.out), task, args.precision, run_id, seed)  # another arm's, or a screen's
+                         or same_run(read(args.out.with_name("knobs.csv")), task, args.precision, run_id, seed))
+                result = ({k: known[k] for k in ("objective", "value", "kept_epoch", "train_size", "train_samples",
+                                                 "train_seconds")} if known
+                          else revalidate(objective(task), values, seed,
+                                          predictions_file(args.predictions, task, config(task), values,
+                                                           args.precision, seed)))
+                row = {"task": task, "arm": arm, "precision": args.precision, "seed": seed, **pick, "run": run_id,
+                       **result}
+                rows_file.append(args.out, FIELDS, row)
+                print({k: row[k] for k in ("task", "arm", "seed", "lr", "epochs", "batch_size", "value",
+                                           "search_epochs")}, flush=True)
 
 
-def pooled(a: tuple, b: tuple) -> float:
-    """The pooled standard deviation of two arms' (mean, std, n)."""
-    return math.sqrt((a[1] ** 2 + b[1] ** 2) / 2)
+def backfill(args) -> None:
+    """Rows from before predictions were kept: their configuration trained again with their seed, its predictions
+    written and its `run` filled in (the row's value stays; a differing retrained value is printed)."""
+    from sweeper.study.objective import Objective
+
+    glue = os.environ.get("GLUE_DIR", str(ROOT.parent / "shared" / "data" / "glue"))
+    rows = read(args.out)
+    for task in args.tasks:
+        cfg, objective = compose(task, glue, args.override), None
+        for r in rows:
+            if r["task"] != task or r["precision"] != args.precision or r["arm"] not in args.arms:
+                continue
+            values = pick_values(r)
+            r["run"] = r.get("run") or config_id(cfg, values)
+            target = args.predictions / f"{task}-{r['precision']}-seed{r['seed']}-{r['run']}.txt"
+            if not target.exists():
+                objective = objective or Objective(cfg, RUNS / task / "objective")
+                again = revalidate(objective, values, int(r["seed"]), target)
+                print(f"{task} {r['arm']} seed {r['seed']}: row {r['value']}, retrained {again['value']}", flush=True)
+            rows_file.rewrite(args.out, FIELDS, rows)  # after each run: a stopped backfill keeps what it did
 
 
-def report(rows: list[dict], tasks: list[str]) -> None:
-    """Per task: each arm's re-validated mean +- std, search compute and pick; then the targets."""
-    print("| task | arm | pick (lr, epochs, batch) | search compute (epochs) | trials | re-validated mean +- std |")
-    print("|---|---|---|---|---|---|")
-    verdicts = []
+def versus(a: list[dict], b: list[dict], root: Path, k: int = 1, confidence: float = 0.95):
+    """The test of rows `a` against rows `b` (one configuration each, one task and precision), paired over the
+    validation examples through their kept predictions; None where a row's predictions are missing."""
+    from sweeper.results import significance
+
+    task, precision, metric = a[0]["task"], a[0]["precision"], a[0]["objective"]
+    labels = read_predictions(root / f"{task}-labels.txt")
+
+    def predictions(rows):
+        return [read_predictions(root / f"{task}-{precision}-seed{r['seed']}-{r.get('run')}.txt") for r in rows]
+
+    pa, pb = predictions(a), predictions(b)
+    if labels is None or any(p is None for p in pa + pb):
+        return None
+    return significance.compare(metric, [float(r["value"]) for r in a], [float(r["value"]) for r in b],
+                                significance.example_variance(metric, labels, pa, pb), k, confidence)
+
+
+TARGETS = ("course", "trainer", "sweeper", "sweeper-27", "wide-9", "wide-27", "recipe")
+
+
+def report(rows: list[dict], tasks: list[str], root: Path = PREDICTIONS) -> None:
+    """Per task: each arm's re-validated mean +- std, search compute and pick, and the test against the course
+    settings (one-sided, 95%, paired over the validation examples); then the targets."""
+    print("| task | arm | pick | search compute (epochs) | trials | re-validated mean +- std | vs course (p) |")
+    print("|---|---|---|---|---|---|---|")
+    beats = {}
     for task, precision in dict.fromkeys((r["task"], r["precision"]) for r in rows if r["task"] in tasks):
         arms = {}
         for r in rows:
             if (r["task"], r["precision"]) == (task, precision):
                 arms.setdefault(r["arm"], []).append(r)
+        course = arms.get("course")
         for arm, rs in arms.items():
             values = [float(r["value"]) for r in rs]
             m, s = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-            r0 = rs[0]
-            print(f"| {task} ({precision}) | {arm} | {float(r0['lr']):.2g}, {r0['epochs']}, {r0['batch_size']} | "
-                  f"{float(r0['search_epochs']):.2f} | {r0['search_trials']} | {m:.4f} +- {s:.4f} "
-                  f"({len(values)} seeds, {r0['objective']}) |")
-            arms[arm] = (m, s, len(values))
-        if "sweeper" in arms:
-            me = arms["sweeper"]
-            others = {a: v for a, v in arms.items() if a != "sweeper" and a not in VARIANTS}
-            best_of_all = all(me[0] >= v[0] for v in others.values())
-            course = arms.get("course")
-            beyond = course and me[0] - course[0] > pooled(me, course)
-            verdicts.append((f"{task} ({precision})", best_of_all, bool(beyond)))
-            for variant in VARIANTS.keys() & arms.keys():
-                v = arms[variant]
-                print(f"{task} ({precision}): {variant} ({' '.join(VARIANTS[variant])}) against sweeper's defaults: "
-                      f"{v[0] - me[0]:+.4f} (pooled std {pooled(me, v):.4f})")
-    for task, best_of_all, beyond in verdicts:
-        print(f"{task}: sweeper's pick at least as good as every other arm: {'met' if best_of_all else 'NOT met'}; "
-              f"beats the course settings by more than the pooled std: {'yes' if beyond else 'no'}")
-    if verdicts:
-        n = sum(b for _, _, b in verdicts)
-        print(f"target: beyond the pooled std on >= 2 of 3 tasks: {n} of {len(verdicts)} "
-              f"({'met' if n >= 2 else 'not met'})")
+            test = versus(rs, course, root) if course and arm != "course" else None
+            shown = "" if arm == "course" else "(no predictions: --backfill)" if test is None else \
+                f"{test.difference:+.4f} (p={test.p:.3f}{', better' if test.better else ''})"
+            if test is not None and test.better:
+                beats.setdefault(arm, []).append(task)
+            pick = ", ".join(f"{k.split('.')[-1]} {v:.2g}" if isinstance(v, float) else f"{k.split('.')[-1]} {v}"
+                             for k, v in pick_values(rs[0]).items())
+            print(f"| {task} ({precision}) | {arm} | {pick} | {float(rs[0]['search_epochs']):.2f} | "
+                  f"{rs[0]['search_trials']} | {m:.4f} +- {s:.4f} ({len(values)} seeds, {rs[0]['objective']}) | "
+                  f"{shown} |")
+    for arm in ("sweeper", "sweeper-27", "wide-9", "wide-27", "recipe"):
+        if any(r["arm"] == arm for r in rows if r["task"] in tasks):
+            won = beats.get(arm, [])
+            print(f"{arm}: beats the course settings at 95% (paired over examples and seeds) on {len(won)} task(s)"
+                  f"{': ' + ', '.join(won) if won else ''}")
 
 
 def main() -> None:
     global RUNS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", nargs="+", default=["mrpc", "rte", "cola"])
-    p.add_argument("--arms", nargs="+", default=["course", "sweeper", "trainer"],
-                   choices=["course", "sweeper", "trainer", *VARIANTS],
-                   help=f"variants of sweeper's defaults, measured beside them: {VARIANTS}")
+    p.add_argument("--arms", nargs="+", default=["course", "sweeper", "trainer"], choices=list(ARMS))
     p.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    p.add_argument("--budget-epochs", type=float, default=9.0)
+    p.add_argument("--budget-epochs", type=float, default=None, help="every search arm's budget (default: ARMS')")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "compute.csv")
+    p.add_argument("--predictions", type=Path, default=PREDICTIONS)
     p.add_argument("--runs", type=Path, default=RUNS, help="the arms' studies and logs (resumed from there)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="every arm's arithmetic (train.precision); rows of one precision are compared with each other "
@@ -269,12 +382,15 @@ def main() -> None:
                         "or GPU has it")
     p.add_argument("--override", nargs="*", default=[], help="config overrides for every arm (tests: model=tiny)")
     p.add_argument("--report-only", action="store_true", help="print the table of the rows there, train nothing")
+    p.add_argument("--backfill", action="store_true", help="train again the rows of --arms that have no predictions")
     args = p.parse_args()
     RUNS = args.runs
     args.override = [f"train.precision={'no' if args.precision == 'fp32' else args.precision}", *args.override]
-    if not args.report_only:
+    if args.backfill:
+        backfill(args)
+    elif not args.report_only:
         run(args)
-    report(read(args.out), args.tasks)
+    report(read(args.out), args.tasks, args.predictions)
 
 
 if __name__ == "__main__":
