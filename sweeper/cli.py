@@ -57,13 +57,20 @@ def check(cfg, launcher: str = "") -> None:
 
 def preflight(argv: list[str]) -> None:
     """Compose and check every job of the command line, so bad input fails before any training."""
+    for cfg in compose_jobs(argv):
+        check(cfg, cfg.hydra.launcher._target_)
+
+
+def compose_jobs(argv: list[str]) -> list[DictConfig]:
+    """Each job's config of a command line (a multirun's sweeps expanded), its groups' options checked first;
+    none for Hydra's own flags (--help, --cfg, --info: Hydra's business) or a sweep without -m (Hydra explains)."""
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     flags = [a for a in argv if a.startswith("-")]
     if set(flags) - {"-m", "--multirun"}:
-        return  # --help, --cfg, --info ...: Hydra's own business
+        return []
     overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
     for o in overrides:
         if o.key_or_group in GROUPS:
@@ -73,7 +80,7 @@ def preflight(argv: list[str]) -> None:
                     raise ConfigError(f"unknown {o.key_or_group} '{v}'; allowed: "
                                       f"{', '.join(choices(o.key_or_group))}")
     if not flags and any(o.is_sweep_override() for o in overrides):
-        return  # Hydra explains that a sweep needs -m
+        return []
     jobs = [[o.input_line for o in overrides if not hydra_key(o.key_or_group)]]
     if flags:
         jobs = [[j for j in job if not hydra_key(j)] for job in
@@ -81,13 +88,14 @@ def preflight(argv: list[str]) -> None:
     from sweeper.scale.placement import JOBS
 
     os.environ[JOBS] = str(len(jobs))  # for train.threads=null under a local pool (sweeper/scale/placement.py)
+    composed = []
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for job in jobs:
             try:
-                cfg = compose("config", overrides=job, return_hydra_config=True)
+                composed.append(compose("config", overrides=job, return_hydra_config=True))
             except Exception as e:
                 raise ConfigError(explain(e, job)) from None
-            check(cfg, cfg.hydra.launcher._target_)
+    return composed
 
 
 def hydra_key(override: str) -> bool:
