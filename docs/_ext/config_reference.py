@@ -102,11 +102,10 @@ def schema_comments(cls) -> dict[str, str]:
 
 def type_name(hint) -> str:
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return " \\| ".join(m.value for m in hint)
+        return " | ".join(m.value for m in hint)
     if isinstance(hint, type) and not typing.get_args(hint):
         return hint.__name__
-    return (str(hint).replace("typing.", "").replace(f"{schema.__name__}.", "").replace("NoneType", "None")
-            .replace("|", "\\|"))
+    return str(hint).replace("typing.", "").replace(f"{schema.__name__}.", "").replace("NoneType", "None")
 
 
 def value_type(value) -> str:
@@ -219,10 +218,15 @@ def undocumented() -> list[str]:
     return [r.key for r in every if not r.comment] + headless
 
 
+def prose(text: str) -> str:
+    """A comment as Markdown text: <out_dir>, <split> are words, not HTML tags (its `code spans` stay as written)."""
+    parts = text.split("`")
+    return "`".join(p if i % 2 else re.sub(r"([<>*\[\]])", r"\\\1", p) for i, p in enumerate(parts))
+
+
 def table(rs: list[Row]) -> str:
-    lines = ["| key | type | default | what it does |", "| --- | --- | --- | --- |"]
-    lines += [f"| `{r.key}` | {r.type} | {r.default} | {r.comment.replace('|', chr(92) + '|')} |" for r in rs]
-    return "\n".join(lines)
+    """A definition list (MyST's deflist): the key, its type and default, then what it does at full width."""
+    return "\n".join(f"`{r.key}` · {prose(r.type)} · default {r.default}\n:   {prose(r.comment)}\n" for r in rs)
 
 
 def reference() -> str:
@@ -234,7 +238,8 @@ def reference() -> str:
         parts += [f"## `{group}` (`conf/{group}/`)", ""]
         found = group_rows(group)
         parts += ["| option | what it is |", "| --- | --- |"]
-        parts += [f"| `{group}={p.stem}`{' (default)' if p.stem == default else ''} | {h} |" for p, h, _ in found]
+        parts += [f"| `{group}={p.stem}`{' (default)' if p.stem == default else ''} | {prose(h).replace('|', '/')} |"
+                  for p, h, _ in found]
         parts.append("")
         if differ == "values":
             parts += [f"Keys of every `{group}` option (defaults: `{group}={default}`):", "", table(
