@@ -25,11 +25,13 @@ sweep: setup
 	$(PY) -m sweeper -m task=mrpc,sst2
 
 # The PostgreSQL tests need a server: .ci/postgres installs (Debian's package) and starts one on
-# loopback unless SWEEPER_TEST_POSTGRES already names one; where it cannot, they skip and say why.
+# loopback unless SWEEPER_TEST_POSTGRES already names one; where it cannot, they skip and say why. The
+# dashboard tests need a browser: .ci/chromium installs Debian's Chromium where it is missing.
 # Two tests at a time (pytest-xdist), each process on one thread (tests/conftest.py): the tests' models are
 # tiny, so one test alone keeps barely one core busy.
 test: setup lint docs
 	$(PY) -m pytest -m "not slow" -n 2
+	bash .ci/chromium >/tmp/sweeper-chromium.log 2>&1 || true
 	SWEEPER_TEST_POSTGRES="$${SWEEPER_TEST_POSTGRES:-$$(bash .ci/postgres 2>/tmp/sweeper-postgres.log || true)}" \
 	  $(PY) -m pytest -m slow -n 2 --durations=15
 
