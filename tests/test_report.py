@@ -44,4 +44,5 @@ def test_the_report_page_names_the_unit(tmp_path):
     study = study_with(300, (TrialState.COMPLETE, {100: 0.7, 300: 0.8}, {STEP_UNIT: SAMPLES}))
     page = write_report(study, tmp_path / "report.html").read_text()
     assert "epochs of training (1 epoch = the 300 training examples once)" in page
+    assert "<h2 id='learning-curves'>Learning curves (intermediate values)</h2>" in page  # report.html#learning-curves
     assert '"xaxis":{"title":{"text":"epoch"}' not in page.replace(" ", "")

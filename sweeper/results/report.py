@@ -179,7 +179,8 @@ def write_report(study, path: Path) -> Path:
     for title, fig in figures(study):
         body = f"<p>{html.escape(fig)}</p>" if isinstance(fig, str) else fig.to_html(
             full_html=False, include_plotlyjs=False)
-        parts.append(f"<h2>{html.escape(title)}</h2>{body}")
+        anchor = title.split(" (")[0].lower().replace(" ", "-")  # report.html#learning-curves
+        parts.append(f"<h2 id='{anchor}'>{html.escape(title)}</h2>{body}")
     table = trials_frame(study).drop(columns=["system_attrs"], errors="ignore")
     parts.append(f"<h2>Trials</h2>{table.to_html(index=False, na_rep='')}")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(study.study_name)}</title>"
