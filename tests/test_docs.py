@@ -45,7 +45,10 @@ def test_the_reference_shows_each_key_with_its_type_default_and_comment():
     assert rows["study.progress"].type == "auto | bar | log | off"  # an Enum: its words
     assert rows["mode"].comment.endswith("status: list the storage's studies and running trials, change nothing")
     reference = config_reference.reference()
-    for group in config_reference.GROUPS:
+    groups = config_reference.groups(cfg)
+    assert list(groups) == ["task", "model", "optimizer", "search", "pruner", "sampler", "hydra/launcher"]
+    assert groups["task"] is config.TaskConfig and groups["pruner"] is None  # shared keys / keys of its own
+    for group in groups:
         for path in config_reference.options(group):
             assert f"`{group}={path.stem}`" in reference, path  # every option file is listed
 

@@ -27,11 +27,7 @@ from sweeper import config as schema  # noqa: E402
 # Hydra's own instantiation keys: what they mean is Hydra's, the same in every file.
 HYDRA_KEYS = {"_target_": "the class or function Hydra instantiates", "_partial_":
               "true: the remaining arguments come at run time (functools.partial)"}
-# group -> (schema of its options, how its options differ): "values" = the same keys, other values (a task is a
-# table of options); "keys" = each option has keys of its own (a pruner's arguments), documented per option.
-GROUPS = {"task": (schema.TaskConfig, "values"), "model": (schema.ModelConfig, "values"),
-          "optimizer": (schema.OptimizerConfig, "values"), "search": (schema.SearchConfig, "values"),
-          "pruner": (None, "keys"), "sampler": (None, "keys"), "hydra/launcher": (None, "keys")}
+SKIP_GROUPS = {"hydra/help"}  # --help's text, not keys
 KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w-]*):(?P<rest>(?: .*)?)$")
 
 
@@ -127,9 +123,12 @@ def shown(node) -> str:
     return f"`{'null' if value is None else text}`" if text != "" else "`''`"
 
 
-def rows(node: DictConfig, prefix: str, cls, comments: dict[str, str], at: str = "", keys=None) -> list[Row]:
+def rows(node: DictConfig, prefix: str, cls, comments: dict[str, str], at: str = "", keys=None,
+         option: str | None = None) -> list[Row]:
     """A row per key under `node` (or its `keys`), recursing into sections the schema types, or every mapping
-    without a schema; `at` is the key's path inside the YAML file the comments come from."""
+    without a schema; `at` is the key's path inside the YAML file the comments come from. The YAML's comment
+    comes before the schema's; for a group's `option` file, after it, saying whose it is (a task file's comment
+    says why that task has its value)."""
     hints = typing.get_type_hints(cls) if cls else {}
     fields = schema_comments(cls) if cls else {}
     out = []
@@ -137,9 +136,12 @@ def rows(node: DictConfig, prefix: str, cls, comments: dict[str, str], at: str =
         child, hint = node._get_node(key), hints.get(key)
         sub = hint if dataclasses.is_dataclass(hint) else None
         if isinstance(child, DictConfig) and (sub or (cls is None and key not in HYDRA_KEYS)):
-            out += rows(child, f"{prefix}{key}.", sub, comments, f"{at}{key}.")
+            out += rows(child, f"{prefix}{key}.", sub, comments, f"{at}{key}.", option=option)
         else:
-            comment = comments.get(f"{at}{key}") or fields.get(key) or HYDRA_KEYS.get(key, "")
+            field, own = fields.get(key), comments.get(f"{at}{key}")
+            comment = own or field or HYDRA_KEYS.get(key, "")
+            if option and field and own and not own.startswith(field):
+                comment = f"{field} ({option}: {own})"
             out.append(leaf(f"{prefix}{key}", child, hint, comment))
     return out
 
@@ -167,13 +169,24 @@ def options(group: str) -> list[Path]:
     return sorted(p for p in (schema.CONF_DIR / group).glob("*.yaml"))
 
 
+def groups(cfg: DictConfig) -> dict[str, type | None]:
+    """The config groups conf/ has options for, in the defaults list's order, each with the schema its options
+    share (the field of that name in sweeper/config.py's Config, when a dataclass), or None: then each option has
+    keys of its own (a pruner's arguments) and is documented on its own."""
+    hints = typing.get_type_hints(schema.Config)
+    order = [f.name for f in dataclasses.fields(schema.Config)]  # the schema's order; Hydra's own groups last
+    found = sorted((g for g in cfg.hydra.runtime.choices if g not in SKIP_GROUPS and options(g)),
+                   key=lambda g: order.index(g) if g in order else len(order))
+    return {g: hints.get(g) if dataclasses.is_dataclass(hints.get(g)) else None for g in found}
+
+
 def main_rows(cfg: DictConfig) -> list[Row]:
     """conf/config.yaml's own keys: everything but the groups' and Hydra's."""
     _, comments = yaml_comments(schema.CONF_DIR / "config.yaml")
     hints, fields = typing.get_type_hints(schema.Config), schema_comments(schema.Config)
     out = []
     for key in cfg.keys():
-        if key in GROUPS or key == "hydra":
+        if key in groups(cfg) or key == "hydra":
             continue
         node, cls = cfg._get_node(key), hints.get(key)
         if dataclasses.is_dataclass(cls):
@@ -183,14 +196,14 @@ def main_rows(cfg: DictConfig) -> list[Row]:
     return out
 
 
-def group_rows(group: str) -> list[tuple[Path, str, list[Row]]]:
-    """Per option file of a group: its header comment and, where options have keys of their own, its rows."""
-    cls, differ = GROUPS[group]
+def group_rows(group: str, cls) -> list[tuple[Path, str, list[Row]]]:
+    """Per option file of a group: its header comment and, where options have keys of their own (no schema),
+    its rows."""
     out = []
     for path in options(group):
         header, comments = yaml_comments(path)
         keys = []
-        if differ == "keys":
+        if cls is None:
             node = compose(f"{group}={path.stem}")
             for part in group.split("/"):
                 node = node[part]
@@ -200,21 +213,21 @@ def group_rows(group: str) -> list[tuple[Path, str, list[Row]]]:
     return out
 
 
-def schema_group_rows(group: str, cfg: DictConfig) -> list[Row]:
-    """The keys every option of a group has (the schema's), defaults from the default option's file."""
-    cls, _ = GROUPS[group]
+def schema_group_rows(group: str, cls, cfg: DictConfig) -> list[Row]:
+    """The keys every option of a group has (its schema's), with the default option's values and comments."""
     default = cfg.hydra.runtime.choices.get(group)
     _, comments = yaml_comments(schema.CONF_DIR / group / f"{default}.yaml")
-    per_option = group in ("optimizer", "search")  # their files describe every key; a task's file only its task
-    return rows(cfg[group], f"{group}.", cls, comments if per_option else {})
+    return rows(cfg[group], f"{group}.", cls, comments, option=f"{group}={default}")
 
 
 def undocumented() -> list[str]:
     """Keys the reference would show without a comment."""
     cfg = compose()
-    every = main_rows(cfg) + [r for g in GROUPS if GROUPS[g][1] == "values" for r in schema_group_rows(g, cfg)]
-    every += [r for g in GROUPS if GROUPS[g][1] == "keys" for _, _, rs in group_rows(g) for r in rs]
-    headless = [f"conf/{g}/{p.name}" for g in GROUPS for p, header, _ in group_rows(g) if not header]
+    every, headless = main_rows(cfg), []
+    for group, cls in groups(cfg).items():
+        found = group_rows(group, cls)
+        every += schema_group_rows(group, cls, cfg) if cls else [r for _, _, rs in found for r in rs]
+        headless += [f"conf/{group}/{p.name}" for p, header, _ in found if not header]
     return [r.key for r in every if not r.comment] + headless
 
 
@@ -233,17 +246,17 @@ def reference() -> str:
     cfg = compose()
     parts = ["<!-- generated by docs/_ext/config_reference.py from sweeper/config.py and conf/: edit those -->",
              "## The main config: `conf/config.yaml`", "", table(main_rows(cfg)), ""]
-    for group, (_, differ) in GROUPS.items():
+    for group, cls in groups(cfg).items():
         default = cfg.hydra.runtime.choices.get(group)
         parts += [f"## `{group}` (`conf/{group}/`)", ""]
-        found = group_rows(group)
+        found = group_rows(group, cls)
         parts += ["| option | what it is |", "| --- | --- |"]
         parts += [f"| `{group}={p.stem}`{' (default)' if p.stem == default else ''} | {prose(h).replace('|', '/')} |"
                   for p, h, _ in found]
         parts.append("")
-        if differ == "values":
+        if cls:
             parts += [f"Keys of every `{group}` option (defaults: `{group}={default}`):", "", table(
-                schema_group_rows(group, cfg)), ""]
+                schema_group_rows(group, cls, cfg)), ""]
         else:
             for path, _, rs in found:
                 if rs:
