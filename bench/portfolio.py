@@ -23,11 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import rows as rows_file  # noqa: E402  (bench/rows.py)
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from sweeper.config import CONF_DIR, register  # noqa: E402
-from sweeper.search.space import apply  # noqa: E402
-from sweeper.study.objective import Objective  # noqa: E402
 
 FIELDS = ["task", "lr", "epochs", "batch_size", "seed", "train_size", "select_size", "objective", "value",
           "train_samples", "train_seconds"]
@@ -44,6 +39,13 @@ def done(out: Path) -> dict[tuple, dict]:
 
 
 def measure(args, rows: dict) -> None:
+    # Here, not at the top: the docs build reads the table (rank) without loading torch.
+    from hydra import compose, initialize_config_dir
+
+    from sweeper.config import CONF_DIR, register
+    from sweeper.search.space import apply
+    from sweeper.study.objective import Objective
+
     glue = os.environ.get("GLUE_DIR", str(ROOT.parent / "shared" / "data" / "glue"))
     register()
     for task in args.tasks:
@@ -89,6 +91,19 @@ def rank(rows: dict, tasks: list[str]) -> list[dict]:
     return sorted(out, key=lambda r: (r["mean_rank"], r["mean_gap"]))
 
 
+def table(rows: dict, tasks: list[str]) -> list[str]:
+    """The ranked candidates as a Markdown table: each task's value and rank, the mean rank and gap (docs too)."""
+    lines = ["| lr | epochs | batch | " + " | ".join(tasks) + " | mean rank | mean gap to best |",
+             "|---|---|---|" + "---|" * len(tasks) + "---|---|"]
+    for r in rank(rows, tasks):
+        lr, epochs, batch_size = r["params"]
+        cells = [f"{float(rows[key(t, *r['params'])]['value']):.3f} ({k})"
+                 for t, k in zip(tasks, r["ranks"], strict=True)]
+        lines.append(f"| {lr:g} | {epochs} | {batch_size} | " + " | ".join(cells) +
+                     f" | {r['mean_rank']:.1f} | {r['mean_gap']:.3f} |")
+    return lines
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--tasks", nargs="+", default=["mrpc", "rte", "cola", "sst2"])
@@ -104,14 +119,7 @@ def main() -> None:
     if not args.table_only:
         measure(args, rows)
     ranked = rank(rows, args.tasks)
-    print("| lr | epochs | batch | " + " | ".join(args.tasks) + " | mean rank | mean gap to best |")
-    print("|---|---|---|" + "---|" * len(args.tasks) + "---|---|")
-    for r in ranked:
-        lr, epochs, batch_size = r["params"]
-        cells = [f"{float(rows[key(t, *r['params'])]['value']):.3f} ({k})"
-                 for t, k in zip(args.tasks, r["ranks"], strict=True)]
-        print(f"| {lr:g} | {epochs} | {batch_size} | " + " | ".join(cells) +
-              f" | {r['mean_rank']:.1f} | {r['mean_gap']:.3f} |")
+    print("\n".join(table(rows, args.tasks)))
     print("portfolio:")
     for r in ranked[:args.keep]:
         lr, epochs, batch_size = r["params"]

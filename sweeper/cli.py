@@ -58,14 +58,22 @@ def check(cfg, launcher: str = "") -> None:
 
 def preflight(argv: list[str]) -> None:
     """Compose and check every job of the command line, so bad input fails before any training."""
+    for cfg in compose_jobs(argv):
+        check(cfg, cfg.hydra.launcher._target_)
+
+
+def compose_jobs(argv: list[str]) -> list[DictConfig]:
+    """Each job's config of a command line (a multirun's sweeps expanded), its groups' options checked first;
+    none for Hydra's own flags (--help, --cfg, --info: Hydra's business) or a sweep without -m (Hydra explains)."""
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import MissingConfigException, OverrideParseException
 
+    argv = quote_space(argv)  # as __main__ hands them to Hydra
     flags = [a for a in argv if a.startswith("-")]
     if set(flags) - {"-m", "--multirun"}:
-        return  # --help, --cfg, --info ...: Hydra's own business
+        return []  # --help, --cfg, --info ...: Hydra's own business
     try:
         overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
     except OverrideParseException as e:
@@ -76,7 +84,7 @@ def preflight(argv: list[str]) -> None:
                               f"e.g. 'search.space.{LEGACY_KEYS[old.split('.')[1]]}=...' in the grammar of "
                               "conf/search/default.yaml")
     if not flags and any(o.is_sweep_override() for o in overrides):
-        return  # Hydra explains that a sweep needs -m
+        return []
     jobs = [[o.input_line for o in overrides if not hydra_key(o.key_or_group)]]
     if flags:
         jobs = [[j for j in job if not hydra_key(j)] for job in
@@ -84,10 +92,11 @@ def preflight(argv: list[str]) -> None:
     from sweeper.scale.placement import JOBS
 
     os.environ[JOBS] = str(len(jobs))  # for train.threads=null under a local pool (sweeper/scale/placement.py)
+    composed = []
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for job in jobs:
             try:
-                cfg = compose("config", overrides=job, return_hydra_config=True)
+                composed.append(compose("config", overrides=job, return_hydra_config=True))
             except MissingConfigException as e:  # an option in no config directory (conf/, hydra.searchpath)
                 group, _, name = str(e.missing_cfg_file).rpartition("/")
                 allowed = [o for o in e.options or [] if not o.endswith("_schema")]
@@ -95,7 +104,7 @@ def preflight(argv: list[str]) -> None:
                                   f"{group}/{name}.yaml of your own in a directory on hydra.searchpath)") from None
             except Exception as e:
                 raise ConfigError(explain(e, job)) from None
-            check(cfg, cfg.hydra.launcher._target_)
+    return composed
 
 
 def quote_space(argv: list[str]) -> list[str]:

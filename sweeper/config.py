@@ -21,18 +21,18 @@ class TaskConfig:
     text_columns: list[str] = MISSING  # one column, or a sentence pair
     num_labels: int = 2  # 1 = regression (one output, MSE loss, float labels)
     objective: str = MISSING  # the metric the study optimizes (its direction follows the metric)
-    metrics: list[str] = field(default_factory=lambda: ["accuracy", "f1"])
-    train_split: str = "train"
-    eval_split: str = "validation"
+    metrics: list[str] = field(default_factory=lambda: ["accuracy", "f1"])  # computed after every epoch, stored
+    train_split: str = "train"  # the split trials train on
+    eval_split: str = "validation"  # the split trials report on (with selection_size: the verdict's)
     extra_eval_splits: list[str] = field(default_factory=list)  # also evaluated, stored as <split>_<metric>
     dataset: str | None = None  # null = GLUE (data_dir or the Hub); a path (/, ./, ../, ~) or a Hub id
     data_files: dict[str, str] = field(default_factory=dict)  # split -> a .parquet/.csv/.tsv/.jsonl file or glob
     subset: str | None = None  # the dataset's config: a Hub config name, or the local subdirectory
-    label_column: str = "label"
-    max_train_samples: int | None = None  # null = all
-    max_eval_samples: int | None = None
+    label_column: str = "label"  # integers 0..num_labels-1, names (text), or numbers for a regression
+    max_train_samples: int | None = None  # null = all; a deterministic subsample (the same every run)
+    max_eval_samples: int | None = None  # null = all; a deterministic subsample of each evaluation split
     selection_size: float | None = None  # null = the search selects on eval_split; < 1 a share, >= 1 a count of
-    #   the training examples held out for the search to select on (sweeper/data/dataset.py, README)
+    #   the training examples held out for the search to select on (sweeper/data/dataset.py, docs/results.md)
     max_length: int | None = None  # truncation; null = the tokenizer's limit
     label_names: list[str] = field(default_factory=list)  # id2label of exported models, and the ids of labels
     #   given as names; [] = the training split's names sorted, or LABEL_0, ... for integer labels
@@ -54,7 +54,7 @@ class DropoutConfig:  # null = the checkpoint's config.json value
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING
+    name: str = MISSING  # the option's name: study names (<task>-<model>) and summaries show it
     path: str = MISSING  # a local checkpoint directory or a Hub id
     random_init: bool = False  # build from the config only (tiny test models)
     overrides: dict[str, Any] = field(default_factory=dict)  # applied to config.json
@@ -81,7 +81,7 @@ class Schedule(str, Enum):
 
 @dataclass
 class OptimizerConfig:
-    name: str = MISSING
+    name: str = MISSING  # the option's name, for summaries and best.yaml
     lr: float = MISSING  # the peak learning rate (the head's, with layer_decay < 1)
     optimizer: AdamWConfig = MISSING
     schedule: Schedule = MISSING
@@ -303,7 +303,7 @@ def validate(cfg) -> None:
     if cfg.train.threads is not None and cfg.train.threads < 1:
         raise ConfigError(f"train.threads={cfg.train.threads}; need null (all cores, shared among local workers) "
                           "or an integer >= 1")
-    worker = cfg.get("worker", 0)  # not in the schema: `+worker='range(4)'` adds it (README, Scaling out)
+    worker = cfg.get("worker", 0)  # not in the schema: `+worker='range(4)'` adds it (docs/scaling.md)
     if not isinstance(worker, int) or isinstance(worker, bool) or worker < 0:
         raise ConfigError(f"worker={worker}; need an integer >= 0, e.g. -m +worker='range(4)'")
     if cfg.train.eval_batch_size < 1 or cfg.train.log_every < 1:

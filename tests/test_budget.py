@@ -19,7 +19,11 @@ TRIAL_EPOCHS = (64 + 32 * budget.EVAL_WEIGHT) / 64  # what one such trial spends
 
 def test_a_budget_stops_the_study_and_a_resume_spends_only_what_is_left(compose_cfg, caplog):
     cfg = compose_cfg(*ONE_EPOCH, "study.n_trials=10", "study.budget_epochs=1.5")
-    run_study(cfg)
+    with caplog.at_level("INFO"):
+        run_study(cfg)
+    # The summary says what stopped it: the budget, not the 10 trials (only a cap).
+    assert (f"study {cfg.study.name}: 2 complete, 0 pruned, 0 failed; stopped by its budget: study.budget_epochs=1.5 "
+            "is spent: 2.33 epochs of the 64-example training set (study.n_trials=10 is only a cap)") in caplog.text
     study = load(cfg.study.storage, cfg.study.name)
     # Trial 0 leaves 1.5 - 1.17 epochs: trial 1 starts under budget and runs to its end; then no more.
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
@@ -41,8 +45,11 @@ def test_a_budget_stops_the_study_and_a_resume_spends_only_what_is_left(compose_
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3  # 2.33 spent: one more trial, then 3.5
     assert budget.spent(study).train["complete"] == 3 * 64
 
-    run_study(compose_cfg(*ONE_EPOCH, "study.n_trials=4", "study.budget_epochs=100"))  # n_trials stays the cap
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        run_study(compose_cfg(*ONE_EPOCH, "study.n_trials=4", "study.budget_epochs=100"))  # n_trials stays the cap
     assert len(load(cfg.study.storage, cfg.study.name).trials) == 4
+    assert "4 complete, 0 pruned, 0 failed; stopped at its target, study.n_trials=4 finished trials" in caplog.text
 
 
 def test_a_budget_in_minutes_counts_the_stored_trials_durations(compose_cfg, caplog):

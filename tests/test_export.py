@@ -117,8 +117,10 @@ def test_report_is_self_contained_with_optuna_plots(swept):
     page = (out / "mrpc-tiny" / "report.html").read_text()
     assert not re.search(r"<script[^>]+src=", page)
     assert page.count("<script>") == 1 + page.count("Plotly.newPlot")  # plotly.js once, then one per plot
-    for title in ("Optimization history", "Learning curves", "Parameter importances", "Parallel coordinates"):
-        assert f"<h2>{title}" in page
+    for title, anchor in (("Optimization history", "optimization-history"), ("Learning curves", "learning-curves"),
+                          ("Parameter importances", "parameter-importances"),
+                          ("Parallel coordinates", "parallel-coordinates")):
+        assert f"<h2 id='{anchor}'>{title}" in page
     assert page.count("Plotly.newPlot") == 5
     assert all(f"<td>{t.number}</td>" in page for t in study.trials)
 
@@ -128,7 +130,8 @@ def test_report_plots_name_the_metric_and_its_top_says_what_was_swept(swept):
     page = (out / "mrpc-tiny" / "report.html").read_text()
     assert "Objective Value" not in page and '"text":"Intermediate Value"' not in page  # Optuna's axis names
     assert '"yaxis":{"title":{"text":"f1"}}' in page  # optimization history
-    assert '"title":{"text":"f1 after each epoch"}' in page  # learning curves
+    assert '"title":{"text":"f1 at each report"}' in page  # learning curves, in epochs of training (test_report.py)
+    assert '"text":"epochs of training (1 epoch = the 64 training examples once)"' in page
     assert '"name":"f1","orientation":"h"' in page and '"ticktext":["f1",' in page  # importances, parallel coords
     top = page[page.index("<body>"):page.index("<h2>")]
     best = study.best_trial

@@ -12,10 +12,12 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from sweeper.results.plots import figures
 from sweeper.search.space import trial_values
 from sweeper.study import budget, faults
 from sweeper.study.artifacts import artifact_dir, attach_report
 from sweeper.study.definition import write_csv
+from sweeper.study.run import budget_spent
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,9 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
     n = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     causes = faults.by_cause(trials)
     why = f" ({causes[faults.MACHINE]} by the machine, retried; {causes[faults.TRIAL]} by the trial itself)"
-    log.info("study %s: %d complete, %d pruned, %d failed%s (study.n_trials=%d finished wanted)", study_cfg.name,
-             n[TrialState.COMPLETE], n[TrialState.PRUNED], n[TrialState.FAIL], why if n[TrialState.FAIL] else "",
-             study_cfg.n_trials)
+    log.info("study %s: %d complete, %d pruned, %d failed%s; %s", study_cfg.name, n[TrialState.COMPLETE],
+             n[TrialState.PRUNED], n[TrialState.FAIL], why if n[TrialState.FAIL] else "",
+             stopped_by(study, cfg, n[TrialState.COMPLETE] + n[TrialState.PRUNED]))
     log.info("compute: %s", budget.describe(study))
     best = None
     multi = len(study.directions) > 1
@@ -63,6 +65,18 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
     store_dir = artifact_dir(study_cfg.artifacts)
     log.info("dashboard: optuna-dashboard %s%s", study_cfg.storage, f" --artifact-dir {store_dir}" if store_dir else "")
     return None if best is None else best.value
+
+
+def stopped_by(study, cfg, finished: int) -> str:
+    """What ended the search, in words: its budget (study.n_trials then only a cap it never reached) or its trial
+    target."""
+    target = cfg.study.n_trials
+    if finished >= target:
+        return f"stopped at its target, study.n_trials={target} finished trials"
+    spent = budget_spent(study, cfg)
+    if spent:
+        return f"stopped by its budget: {spent} (study.n_trials={target} is only a cap)"
+    return f"{finished} of study.n_trials={target} finished; the same command goes on"
 
 
 def replace_whole(path: Path, write: Callable[[Path], object]) -> Path:
@@ -128,46 +142,6 @@ def write_best_config(cfg, best, study_dir: Path) -> Path:
     return replace_whole(study_dir / "best.yaml", lambda tmp: tmp.write_text(text))
 
 
-def figures(study) -> list[tuple[str, object]]:
-    """Optuna's own plots, their axes named after the study's metric (Optuna says "Objective Value"); a
-    plot its trials cannot support yet (e.g. importances before two complete trials) is named with the reason
-    instead. A multi-objective study is plotted on its first objective."""
-    from optuna import visualization as vis
-
-    trials = study.get_trials(deepcopy=False)
-    complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    reported = any(t.intermediate_values for t in trials)  # none in a multi-objective study
-    metric = metric_name(study)
-    named = {"target_name": metric}
-    if len(study.directions) > 1:
-        named["target"] = lambda t: t.values[0]
-    plots = [("Optimization history", vis.plot_optimization_history, named, None),
-             ("Learning curves (intermediate values)", vis.plot_intermediate_values, {},
-              None if reported else "no trial reported per-epoch values"),
-             ("Parameter importances", vis.plot_param_importances, named,
-              None if complete >= 2 else "needs at least 2 complete trials"),
-             ("Parallel coordinates", vis.plot_parallel_coordinate, named, None),
-             ("Slices", vis.plot_slice, named, None)]
-    out = []
-    for title, plot, kwargs, missing in plots:
-        if missing:
-            out.append((title, missing))
-            continue
-        try:
-            fig = plot(study, **kwargs)
-        except Exception as e:  # a plot must not cost the study its report
-            out.append((title, f"not available: {e}"))
-            continue
-        if plot is vis.plot_intermediate_values:
-            fig.update_layout(xaxis_title="epoch", yaxis_title=f"{metric} after each epoch")
-        out.append((title, fig))
-    return out
-
-
-def metric_name(study) -> str:
-    return (study.metric_names or ["objective"])[0]
-
-
 def header(study) -> str:
     """The page's first lines: which task, model and data, what is optimized, and how it went."""
     attrs = study.user_attrs
@@ -210,7 +184,8 @@ def write_report(study, path: Path) -> Path:
     for title, fig in figures(study):
         body = f"<p>{html.escape(fig)}</p>" if isinstance(fig, str) else fig.to_html(
             full_html=False, include_plotlyjs=False)
-        parts.append(f"<h2>{html.escape(title)}</h2>{body}")
+        anchor = title.split(" (")[0].lower().replace(" ", "-")  # report.html#learning-curves
+        parts.append(f"<h2 id='{anchor}'>{html.escape(title)}</h2>{body}")
     table = trials_frame(study).drop(columns=["system_attrs"], errors="ignore")
     parts.append(f"<h2>Trials</h2>{table.to_html(index=False, na_rep='')}")
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(study.study_name)}</title>"
