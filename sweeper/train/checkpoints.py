@@ -1,4 +1,4 @@
-"""Checkpoint layout on disk: one directory per trial holding its last finished epoch,
+"""Checkpoint layout on disk: one directory per trial holding its last finished epoch (or its place within one),
 which checkpoint a retried trial resumes from, and which ones a study keeps."""
 from __future__ import annotations
 
@@ -18,18 +18,26 @@ def trial_dir(root: Path, number: int) -> Path:
     return Path(root) / f"trial-{number}"
 
 
-def epoch_dir(trial: Path, epoch: int) -> Path:
-    return trial / f"epoch-{epoch}"
+def epoch_dir(trial: Path, epoch: int, step: int = 0) -> Path:
+    """After `epoch` finished epochs and `step` batches of the next one (a checkpoint within an epoch)."""
+    return trial / (f"epoch-{epoch}-step-{step}" if step else f"epoch-{epoch}")
+
+
+def position(checkpoint: Path) -> tuple[int, int]:
+    """(finished epochs, batches of the next) a checkpoint directory was saved at."""
+    parts = checkpoint.name.split("-")
+    return int(parts[1]), int(parts[3]) if len(parts) == 4 else 0
 
 
 def latest(trial: Path) -> Path | None:
-    """The newest complete epoch checkpoint of a trial, if any."""
+    """The newest complete checkpoint of a trial, if any."""
     done = [d for d in trial.glob("epoch-*") if d.suffix != ".tmp" and (d / PROGRESS).exists()]
-    return max(done, key=lambda d: int(d.name.split("-")[1]), default=None)
+    return max(done, key=position, default=None)
 
 
 def read_progress(checkpoint: Path) -> dict:
-    """{"epoch": epochs finished, "history": per-epoch metrics}."""
+    """{"epoch": epochs finished, "history": per-epoch metrics}, and "within" (the epoch in progress: batches
+    done, running sums; sweeper/train/epoch.py Partial) for a checkpoint within an epoch."""
     return json.loads((checkpoint / PROGRESS).read_text())
 
 
