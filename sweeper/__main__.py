@@ -6,12 +6,12 @@ import signal
 import sys
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")  # SIGTERM takes Ctrl-C's path: trial failed, retry queued
-
-
 def main() -> None:
-    signal.signal(signal.SIGTERM, _terminate)
+    from sweeper.scale import preemption
+
+    # SIGTERM, SIGUSR1/2: a training trial checkpoints within its epoch and stops; otherwise Ctrl-C's path
+    # (trial failed, retry queued). Either way exit 130 with the resume command.
+    preemption.install()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a shell started us ignoring it
     from sweeper.cli import preflight, sweep
     from sweeper.config import ConfigError
@@ -27,8 +27,9 @@ def main() -> None:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; resume with: python -m sweeper {shlex.join(argv)}", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"\n{preemption.stopped(str(e) or 'interrupted')}; resume with: python -m sweeper {shlex.join(argv)}",
+              file=sys.stderr)
         sys.exit(130)
 
 

@@ -123,11 +123,12 @@ def sweep(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from sweeper.job import run_study
-    from sweeper.scale import distributed
+    from sweeper.scale import distributed, preemption
     from sweeper.scale.placement import place_worker, set_threads
     from sweeper.study.run import SweepStopped
     from sweeper.train.disk import DiskFull
 
+    preemption.install()  # again: a submitit job runs this function without __main__, under submitit's handlers
     try:
         launcher = HydraConfig.get().launcher
         place_worker(cfg.get("worker", 0), launcher._target_)  # before anything initializes CUDA
@@ -161,6 +162,8 @@ def sweep(cfg: DictConfig) -> float | None:
     except BaseException as e:
         from sweeper.study.patience import unreachable
 
+        if isinstance(e, KeyboardInterrupt) and preemption.requested():
+            preemption.hand_over()  # the trial is settled: now the scheduler's side (submitit requeues)
         if (outage := unreachable(e)) is None:
             raise
         # The whole command line: the studies it finished are skipped, the others resume.

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
+from sweeper.scale import preemption
 from sweeper.study import budget, faults, probes
 from sweeper.study.definition import defined_study
 from sweeper.study.lock import study_lock
@@ -178,6 +179,8 @@ def run_until_done(study: optuna.Study, objective, cfg, checkpoint_root: Path, c
     """Start trials until the study holds its target; the failure limit counts trials started since `started`."""
     target, waited = cfg.study.n_trials, False
     while True:
+        if preemption.requested():  # told to stop while no trial trained (or as one ended): start none
+            raise KeyboardInterrupt
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued for retry
         if count(study.get_trials(deepcopy=False), FINISHED) >= target:
             return
