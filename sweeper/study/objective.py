@@ -82,10 +82,11 @@ class Objective:
             raise
         except KeyboardInterrupt:
             trial.set_user_attr(faults.CAUSE, faults.MACHINE)  # stopped, not wrong: never counted as a failure
+            trial.set_user_attr(faults.STOPPED, True)  # nor as one of its retries
             raise
         except Exception as e:
             if distributed.lost_peer(e):
-                trial.set_user_attr(faults.CAUSE, faults.MACHINE)
+                trial.set_user_attr(faults.CAUSE, faults.MACHINE)  # the rank may have died of the trial: a retry counts
                 raise KeyboardInterrupt(f"a rank of this trial died: {e}") from e  # retried like a killed worker
             if faults.cause(e) == faults.MACHINE:
                 raise faults.MachineFault(e) from e  # run_trials fails the trial, queues it again, stops

@@ -12,6 +12,9 @@ from sweeper.train import disk
 
 log = logging.getLogger(__name__)
 PROGRESS = "progress.json"  # written last: an epoch directory without it is incomplete
+# Beside a trial's checkpoints: its worker stopped it for the machine's reason (an unreachable storage) and could
+# not say so in the storage; its retry then uses up none of study.max_retries.
+STOPPED_NOTE = "stopped-by-machine.txt"
 
 
 def trial_dir(root: Path, number: int) -> Path:
@@ -43,6 +46,15 @@ def read_progress(checkpoint: Path) -> dict:
 
 def write_progress(checkpoint: Path, progress: dict) -> None:
     (checkpoint / PROGRESS).write_text(json.dumps(progress))
+
+
+def note_stopped(trial: Path, reason: str) -> None:
+    trial.mkdir(parents=True, exist_ok=True)
+    (trial / STOPPED_NOTE).write_text(reason + "\n")
+
+
+def stopped(trial: Path) -> bool:
+    return (trial / STOPPED_NOTE).exists()
 
 
 def drop_older(trial: Path, keep: Path) -> None:
@@ -111,6 +123,7 @@ def claim(root: Path, number: int, retried: list[int]) -> Path | None:
             target = trial_dir(root, number)
             shutil.rmtree(target, ignore_errors=True)
             source.rename(target)
+            (target / STOPPED_NOTE).unlink(missing_ok=True)  # said of the trial it retries, not of this one
             return readable(target)
     return None
 
