@@ -15,21 +15,27 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a shell started us ignoring it
     from sweeper.cli import preflight, sweep
     from sweeper.config import ConfigError
+    from sweeper.redact import mask, move_passwords
+    from sweeper.study.patience import StorageUnreachable
 
-    argv = sys.argv[1:]
+    argv = sys.argv[1:]  # as given; shown masked
+    sys.argv[1:] = move_passwords(argv)  # before Hydra records the command anywhere
     try:
         if "mode=status" in argv:
             from sweeper.results.status import writing_nothing
 
             sys.argv += writing_nothing(argv)
-        preflight(argv)
+        preflight(sys.argv[1:])
         sweep()
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {mask(str(e))}", file=sys.stderr)
         sys.exit(2)
+    except StorageUnreachable as e:  # the preflight waited study.storage_patience for a server not up
+        print(f"error: {e}; resume with: python -m sweeper {mask(shlex.join(argv))}", file=sys.stderr)
+        sys.exit(5)
     except KeyboardInterrupt as e:
-        print(f"\n{preemption.stopped(str(e) or 'interrupted')}; resume with: python -m sweeper {shlex.join(argv)}",
-              file=sys.stderr)
+        print(f"\n{preemption.stopped(str(e) or 'interrupted')}; resume with: python -m sweeper "
+              f"{mask(shlex.join(argv))}", file=sys.stderr)
         sys.exit(130)
 
 

@@ -9,6 +9,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper import redact
 from sweeper.config import CONF_DIR, ConfigError, choices, register, validate
 from sweeper.data import source
 from sweeper.usage import config_groups
@@ -129,6 +130,7 @@ def sweep(cfg: DictConfig) -> float | None:
     from sweeper.train.disk import DiskFull
 
     preemption.install()  # again: a submitit job runs this function without __main__, under submitit's handlers
+    redact.mask_logs()  # Hydra's log file and console, as configured for this job
     try:
         launcher = HydraConfig.get().launcher
         place_worker(cfg.get("worker", 0), launcher._target_)  # before anything initializes CUDA
@@ -152,7 +154,7 @@ def sweep(cfg: DictConfig) -> float | None:
         finally:
             distributed.finish()
     except (ConfigError, SweepStopped) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact.mask(str(e))}", file=sys.stderr)
         sys.exit(2 if isinstance(e, ConfigError) else 3)
     except DiskFull as e:  # the trial it stopped is failed and queued again: the same command goes on
         from sweeper.study.faults import no_space_line
@@ -167,6 +169,6 @@ def sweep(cfg: DictConfig) -> float | None:
         if (outage := unreachable(e)) is None:
             raise
         # The whole command line: the studies it finished are skipped, the others resume.
-        print(f"error: {outage}; resume with: python -m sweeper {outage.hide(shlex.join(sys.argv[1:]))}",
+        print(f"error: {outage}; resume with: python -m sweeper {redact.mask(shlex.join(sys.argv[1:]))}",
               file=sys.stderr)
         sys.exit(5)
