@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import warnings
 
@@ -169,6 +168,6 @@ def sweep(cfg: DictConfig) -> float | None:
         if (outage := unreachable(e)) is None:
             raise
         # The whole command line: the studies it finished are skipped, the others resume.
-        print(f"error: {outage}; resume with: python -m sweeper {redact.mask(shlex.join(sys.argv[1:]))}",
+        print(f"error: {outage}; resume with: python -m sweeper {redact.shown_command(sys.argv[1:])}",
               file=sys.stderr)
         sys.exit(5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 
 # scheme://user:password@ ; a password may hold anything but '@' (RFC 3986 wants it percent-encoded) and blanks.
 URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s'\"]*:)([^@\s'\"]+)(@)")
@@ -35,6 +36,12 @@ def move_passwords(argv: list[str], environ=os.environ) -> list[str]:
         return f"{match.group(1)}${{oc.env:{names[password]}}}{match.group(3)}"
 
     return [URL_PASSWORD.sub(move, a) if a.startswith(STORAGE_KEYS) else a for a in argv]
+
+
+def shown_command(argv: list[str], environ=os.environ) -> str:
+    """The command line as the user typed it (passwords moved back in), then masked: for a resume line."""
+    moved = re.compile(r"\$\{oc\.env:(" + ENV + r"(?:_\d+)?)\}")
+    return mask(shlex.join(moved.sub(lambda m: environ.get(m.group(1), m.group(0)), a) for a in argv))
 
 
 class MaskFilter(logging.Filter):

@@ -116,6 +116,8 @@ def test_passwords_move_off_the_command_line_and_every_url_is_masked():
                      "study.name=postgresql://x:y@z",  # only study.storage holds a URL to connect with
                      "study.storage=mysql://a:${oc.env:MINE}@h/db"]  # already an interpolation
     assert environ == {"SWEEPER_STORAGE_PASSWORD": "p%40ss", "SWEEPER_STORAGE_PASSWORD_2": "other"}
+    assert redact.shown_command(moved[1:3], environ) == (  # a resume line: as typed, then masked
+        "study.storage=postgresql://u:***@h/db,postgresql://v:***@h2/db task=mrpc")
     assert redact.mask("python -m sweeper study.storage=postgresql://u:p%40ss@h/db x=sqlite:///a.db") == (
         "python -m sweeper study.storage=postgresql://u:***@h/db x=sqlite:///a.db")
     assert redact.mask("postgresql://u@h/db and postgresql://h/db") == "postgresql://u@h/db and postgresql://h/db"
