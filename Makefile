@@ -27,9 +27,12 @@ sweep: setup
 # loopback unless SWEEPER_TEST_POSTGRES already names one; where it cannot, they skip and say why.
 # Two tests at a time (pytest-xdist), each process on one thread (tests/conftest.py): the tests' models are
 # tiny, so one test alone keeps barely one core busy.
+# The SLURM test needs a cluster: ../shared/tools/slurm_local.sh starts a one-node one (Debian's slurm-wlm, as root)
+# unless SWEEPER_TEST_SLURM already names a partition.
 test: setup lint
 	$(PY) -m pytest -m "not slow" -n 2
 	SWEEPER_TEST_POSTGRES="$${SWEEPER_TEST_POSTGRES:-$$(bash .ci/postgres 2>/tmp/sweeper-postgres.log || true)}" \
+	SWEEPER_TEST_SLURM="$${SWEEPER_TEST_SLURM:-$$(bash ../shared/tools/slurm_local.sh 2>/tmp/sweeper-slurm.log || true)}" \
 	  $(PY) -m pytest -m slow -n 2 --durations=15
 
 test-fast: setup
