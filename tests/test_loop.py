@@ -7,7 +7,8 @@ from conftest import compose_config
 from sweeper.data import dataset
 from sweeper.data.batching import get_dataloaders
 from sweeper.train import checkpoints
-from sweeper.train.loop import Hparams, NonFiniteLoss, resolve_precision, train
+from sweeper.train.epoch import NonFiniteLoss
+from sweeper.train.loop import Hparams, resolve_precision, train
 from sweeper.train.metrics import compute_metrics
 from sweeper.train.model import fresh_model, load_template
 

@@ -16,9 +16,7 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
 from sweeper.train import checkpoints, disk, fastpath
-
-# NonFiniteLoss, Preempted: what train() raises, importable from here.
-from sweeper.train.epoch import STOP, NonFiniteLoss, Partial, Preempted, rng_state, train_epoch  # noqa: F401
+from sweeper.train.epoch import STOP, Partial, Preempted, rng_state, train_epoch
 from sweeper.train.metrics import compute_metrics
 
 log = logging.getLogger(__name__)
