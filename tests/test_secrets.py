@@ -46,11 +46,13 @@ def assert_nowhere(out: str, files: dict[Path, bytes], attrs: str) -> None:
 
 @pytest.mark.slow
 def test_a_password_on_the_command_line_is_written_nowhere(server, tmp_path, glue_dir):
-    """The README's own form, through a launcher that pickles its jobs (submitit_local), with a tracker, then
-    mode=status and a wrong password: the files under out_dir and Hydra's (multirun.yaml, .hydra/*.yaml, the
-    submitit pickles, logs), report.html, the CSVs, best.yaml, the artifacts, the TensorBoard events."""
+    """The README's own form, through a launcher that pickles its jobs (submitit_local), with a tracker and the
+    verdict, then mode=status and a wrong password: the files under out_dir and Hydra's (multirun.yaml,
+    .hydra/*.yaml, the submitit pickles, logs), report.html, the CSVs, best.yaml, the verdict's, the artifacts, the
+    TensorBoard events."""
     url = server.url  # postgresql://postgres:<PASSWORD>@127.0.0.1:port/sweeper
     result = cli("-m", *QUICK, "hydra/launcher=submitit_local", "train.report_to=[tensorboard]",
+                 "task.selection_size=16", "verdict.top=1", "verdict.seeds=1", "search.reference.epochs=1",
                  f"study.storage={url}", f"out_dir={tmp_path}", f"data_dir={glue_dir}", timeout=900)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
@@ -66,7 +68,7 @@ def test_a_password_on_the_command_line_is_written_nowhere(server, tmp_path, glu
     files = written(tmp_path)
     assert any(p.name == "multirun.yaml" for p in files) and any(p.suffix == ".pkl" for p in files)
     assert any(p.name == "report.html" for p in files) and any("tfevents" in p.name for p in files)
-    assert any(p.name == "overrides.yaml" for p in files), sorted(files)
+    assert any(p.name == "overrides.yaml" for p in files) and any(p.name == "verdict.csv" for p in files), sorted(files)
     command = optuna.load_study(study_name="mrpc-tiny", storage=url).user_attrs["command"]
     assert "postgres:***@" in command
     assert_nowhere(out + status.stdout + status.stderr + refused.stderr + refused.stdout, files, stored(url))
