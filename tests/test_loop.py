@@ -127,8 +127,13 @@ def test_a_trial_stopped_within_an_epoch_resumes_at_the_next_batch_bit_exact(sst
     def keep(model):
         finals.append({k: v.detach().clone() for k, v in model.state_dict().items()})
 
+    reports = {"straight": [], "resumed": []}  # evaluations within epochs (3 an epoch) draw RNG too
+
+    def within(name):
+        return dict(evals_per_epoch=3, on_evaluate=lambda step, m: reports[name].append((step, m["accuracy"])))
+
     straight = run(cfg, task, fresh_model(template), hp, on_epoch_end=lambda e, m: None, on_train_end=keep,
-                   precision="no")
+                   precision="no", **within("straight"))
     steps = []
 
     def pause(seconds):  # after the 4th step of the run: a checkpoint (go on); after the 14th: stop
@@ -138,13 +143,14 @@ def test_a_trial_stopped_within_an_epoch_resumes_at_the_next_batch_bit_exact(sst
     ckpt = tmp_path / "trial-0"
     with pytest.raises(Preempted):
         run(cfg, task, fresh_model(template), hp, on_epoch_end=lambda e, m: None, checkpoint=ckpt, pause=pause,
-            precision="no")
+            precision="no", **within("resumed"))
     # 8 batches an epoch, a pause question after each and one after the epoch's end: the 14th is batch 5 of epoch 1.
     resume = checkpoints.latest(ckpt)
     assert resume.name == "epoch-1-step-5", sorted(p.name for p in ckpt.iterdir())
     assert checkpoints.read_progress(resume)["within"]["step"] == 5
     resumed = run(cfg, task, fresh_model(template), hp, resume=resume, on_epoch_end=lambda e, m: None,
-                  on_train_end=keep, precision="no")
+                  on_train_end=keep, precision="no", **within("resumed"))
+    assert reports["resumed"] == reports["straight"]  # each evaluation once, before or after the stop, the same
     for key in ("loss", "accuracy", "f1"):
         assert [h[key] for h in resumed] == [h[key] for h in straight], key
     for name, weight in finals[0].items():
