@@ -76,12 +76,15 @@ def test_a_worker_preempted_mid_epoch_is_requeued_and_its_trial_resumes_within_t
             "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=4",
             "hydra.launcher.timeout_min=30", f"hydra.launcher.name={name}"]
     log = tmp_path / "cli.log"
+    # One engine for all the polling: optuna.load_study(storage=URL) makes a new one (and a pooled connection) a
+    # call, and polling the shared server every 0.2 s through a queue wait used up its connection slots.
+    storage = optuna.storages.RDBStorage(URL)
     with open(log, "w") as out:
         cli = subprocess.Popen([sys.executable, "-m", "sweeper", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                start_new_session=True)
     try:
         # The worker trains trial 0's second epoch: its first is reported.
-        wait_for(lambda: 0 in optuna.load_study(study_name=name, storage=URL).trials[0].intermediate_values,
+        wait_for(lambda: 0 in optuna.load_study(study_name=name, storage=storage).trials[0].intermediate_values,
                  timeout=600)
         time.sleep(1)
         [(job, state)] = squeue(name)
@@ -93,7 +96,7 @@ def test_a_worker_preempted_mid_epoch_is_requeued_and_its_trial_resumes_within_t
             os.killpg(cli.pid, signal.SIGKILL)
         for job, _ in squeue(name):
             subprocess.run(["scancel", job], timeout=30)
-    trials = optuna.load_study(study_name=name, storage=URL).trials
+    trials = optuna.load_study(study_name=name, storage=storage).trials
     try:
         states = [t.state for t in trials]
         assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 2, states
@@ -106,4 +109,5 @@ def test_a_worker_preempted_mid_epoch_is_requeued_and_its_trial_resumes_within_t
         jobs = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*.out"))
         assert f"{signal_name}: the trial stops after its current step, with a checkpoint" in jobs, jobs[-3000:]
     finally:
-        optuna.delete_study(study_name=name, storage=URL)
+        optuna.delete_study(study_name=name, storage=storage)
+        storage.engine.dispose()
