@@ -29,10 +29,13 @@ sweep: setup
 # dashboard tests need a browser: .ci/chromium installs Debian's Chromium where it is missing.
 # Two tests at a time (pytest-xdist), each process on one thread (tests/conftest.py): the tests' models are
 # tiny, so one test alone keeps barely one core busy.
+# The SLURM test needs a cluster: ../shared/tools/slurm_local.sh starts a one-node one (Debian's slurm-wlm, as root)
+# unless SWEEPER_TEST_SLURM already names a partition.
 test: setup lint docs
 	$(PY) -m pytest -m "not slow" -n 2
 	bash .ci/chromium >/tmp/sweeper-chromium.log 2>&1 || true
 	SWEEPER_TEST_POSTGRES="$${SWEEPER_TEST_POSTGRES:-$$(bash .ci/postgres 2>/tmp/sweeper-postgres.log || true)}" \
+	SWEEPER_TEST_SLURM="$${SWEEPER_TEST_SLURM:-$$(bash ../shared/tools/slurm_local.sh 2>/tmp/sweeper-slurm.log || true)}" \
 	  $(PY) -m pytest -m slow -n 2 --durations=15
 
 test-fast: setup

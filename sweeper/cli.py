@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import warnings
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from sweeper import redact
 from sweeper.config import CONF_DIR, ConfigError, register, validate
 from sweeper.data import source
 from sweeper.search.space import LEGACY
@@ -165,11 +165,13 @@ def sweep(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from sweeper.job import run_study
-    from sweeper.scale import distributed
+    from sweeper.scale import distributed, preemption
     from sweeper.scale.placement import place_worker, set_threads
     from sweeper.study.run import SweepStopped
     from sweeper.train.disk import DiskFull
 
+    preemption.install()  # again: a submitit job runs this function without __main__, under submitit's handlers
+    redact.mask_logs()  # Hydra's log file and console, as configured for this job
     try:
         launcher = HydraConfig.get().launcher
         place_worker(cfg.get("worker", 0), launcher._target_)  # before anything initializes CUDA
@@ -193,7 +195,7 @@ def sweep(cfg: DictConfig) -> float | None:
         finally:
             distributed.finish()
     except (ConfigError, SweepStopped) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact.mask(str(e))}", file=sys.stderr)
         sys.exit(2 if isinstance(e, ConfigError) else 3)
     except DiskFull as e:  # the trial it stopped is failed and queued again: the same command goes on
         from sweeper.study.faults import no_space_line
@@ -203,9 +205,11 @@ def sweep(cfg: DictConfig) -> float | None:
     except BaseException as e:
         from sweeper.study.patience import unreachable
 
+        if isinstance(e, KeyboardInterrupt) and preemption.requested():
+            preemption.hand_over()  # the trial is settled: now the scheduler's side (submitit requeues)
         if (outage := unreachable(e)) is None:
             raise
         # The whole command line: the studies it finished are skipped, the others resume.
-        print(f"error: {outage}; resume with: python -m sweeper {outage.hide(shlex.join(sys.argv[1:]))}",
+        print(f"error: {outage}; resume with: python -m sweeper {redact.shown_command(sys.argv[1:])}",
               file=sys.stderr)
         sys.exit(5)

@@ -185,6 +185,7 @@ class TrainConfig:
     report_to: list[str] = field(default_factory=list)  # experiment trackers (sweeper/train/tracking.py)
     evals_per_epoch: int = 1  # pruner reports per epoch; > 1: steps are training samples (sweeper/study/steps.py)
     eval_subset: int | None = 512  # evaluation examples for the reports within an epoch; null = the whole split
+    checkpoint_minutes: float | None = 10  # a checkpoint within an epoch after this much training; null = epoch ends
 
 
 @dataclass
@@ -285,6 +286,9 @@ def validate(cfg) -> None:
                           "steps are then training samples, not epochs; allowed: train.evals_per_epoch=1 (Optuna's "
                           "halving over epochs), or a number of training samples (about the training set's size / "
                           "evals_per_epoch) with pruner.max_resource=auto or samples, or pruner=asha (the default)")
+    if cfg.train.checkpoint_minutes is not None and not cfg.train.checkpoint_minutes > 0:
+        raise ConfigError(f"train.checkpoint_minutes={cfg.train.checkpoint_minutes}; allowed: minutes > 0, or null "
+                          "(checkpoints at epoch ends only)")
     if cfg.train.eval_subset is not None and cfg.train.eval_subset < 1:
         raise ConfigError(f"train.eval_subset={cfg.train.eval_subset}; allowed: null (the whole split) or an "
                           "integer >= 1")

@@ -43,11 +43,14 @@ def copied(created, tmp_path):
 
 @pytest.mark.parametrize("change,named", [
     (["task.max_train_samples=48"], "task.max_train_samples: stored 64, now 48"),
-    (["search.lr.high=5e-5"], "search.lr.high: stored 0.0002, now 5e-05"),
+    (["search.space.optimizer.lr=tag(log, interval(1e-5, 5e-5))"],
+     "search.space.optimizer.lr: stored FloatDistribution(high=0.0002, log=True, low=1e-05, step=None), now "
+     "FloatDistribution(high=5e-05, log=True, low=1e-05, step=None)"),
     (["optimizer=adamw-warmup"], "optimizer.name: stored adamw, now adamw-warmup; "
                                  "optimizer.warmup_ratio: stored 0.0, now 0.1"),
     (["model.path=/tmp/another-model"], "model.path: stored /"),
-    (["study.n_trials=2", "search.space.train.batch_size=8"], "search.batch_size: stored [8, 16, 32], now [8]"),
+    (["study.n_trials=2", "search.space.train.batch_size=8"],
+     "search.space.train.batch_size: stored CategoricalDistribution(choices=(8, 16, 32)), now 8"),
 ])
 def test_a_different_definition_is_refused_and_nothing_is_written(created, change, named):
     tmp, args = created

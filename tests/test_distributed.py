@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from conftest import ROOT, TINY, cli, load
 
 pytestmark = pytest.mark.slow
-SWEEP = [*TINY, "search.space.train.epochs=2", "search.batch_size=[8,16]", "pruner=none",
+SWEEP = [*TINY, "search.space.train.epochs=2", "search.space.train.batch_size=choice(8,16)", "pruner=none",
          "study.n_trials=2"]
 
 
@@ -89,3 +89,35 @@ def test_a_killed_two_process_trial_resumes_from_its_checkpoint(tmp_path, glue_d
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 1 and done[0].user_attrs["resumed_at_epoch"] >= 1, [t.user_attrs for t in trials]
     assert len(done[0].intermediate_values) == 3
+
+
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_and_the_trial_resumes_there(tmp_path, glue_dir):
+    """SIGTERM to rank 1 alone: the ranks agree after each step, so both save the same batch's state (each its RNG)
+    and stop; rank 0 queues the trial, and the rerun resumes both ranks at the next batch."""
+    storage = f"sqlite:///{tmp_path}/s.db"
+    command = [*SWEEP, "study.n_trials=1", "search.space.train.batch_size=8", "task.max_train_samples=1500",
+               "search.space.train.epochs=2", "train.evals_per_epoch=1",
+               f"study.storage={storage}", f"out_dir={tmp_path}", f"data_dir={glue_dir}"]
+    run = torchrun(*command, log=tmp_path / "stopped.log")
+    checkpoint = tmp_path / "mrpc-tiny" / "checkpoints" / "trial-0"
+    deadline = time.time() + 600
+    while not list(checkpoint.glob("epoch-1/progress.json")) and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(1)
+    os.kill(rank_pid(run.pid, 1), signal.SIGTERM)
+    log = output(run, tmp_path / "stopped.log", timeout=180)
+    saved = list(checkpoint.glob("epoch-1-step-*"))
+    assert len(saved) == 1, log[-3000:]
+    assert sorted(p.name for p in saved[0].glob("random_states_*")) == ["random_states_0.pkl", "random_states_1.pkl"]
+    step = int(saved[0].name.rpartition("-")[2])
+    # Both ranks stopped there: each says so (rank 1 got the signal, rank 0 the agreement).
+    assert log.count(f"stopped after batch {step} of epoch 1, its state saved; resume with") == 2, log[-3000:]
+    assert [t.state for t in load(storage, "mrpc-tiny").trials] == [TrialState.FAIL, TrialState.WAITING]
+
+    again = torchrun(*command, log=tmp_path / "again.log")
+    log = output(again, tmp_path / "again.log", timeout=900)
+    assert again.returncode == 0, log[-4000:]
+    retry = load(storage, "mrpc-tiny").trials[1]
+    assert retry.state == TrialState.COMPLETE
+    assert (retry.user_attrs["resumed_at_epoch"], retry.user_attrs["resumed_at_batch"]) == (1, step)
+    assert log.count(f"batch {step} of epoch 1") == 2, log[-3000:]  # both ranks resumed there

@@ -65,7 +65,8 @@ def dashboard_reads_the_studies(storage: str, names: set) -> None:
         for s in studies:
             detail = json.load(urllib.request.urlopen(f"{base}/{s['study_id']}", timeout=5))
             assert [t["state"] for t in detail["trials"]] == ["Complete", "Complete"]
-            assert {p["name"] for p in detail["trials"][0]["params"]} == {"lr", "epochs", "batch_size"}
+            names = {p["name"] for p in detail["trials"][0]["params"]}
+            assert names == {"optimizer.lr", "train.epochs", "train.batch_size"}
     finally:
         server.terminate()
         server.wait(10)

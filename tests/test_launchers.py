@@ -52,7 +52,8 @@ def test_two_studies_two_workers_each_from_one_command(tmp_path, glue_dir, launc
             states = [t.state for t in trials]
             assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 3, states
             assert TrialState.RUNNING not in states and TrialState.WAITING not in states, states
-            sampled = [tuple(t.params.items()) for t in trials if t.params.get("lr") != 5e-5]  # not the reference
+            # not the reference
+            sampled = [tuple(t.params.items()) for t in trials if t.params.get("optimizer.lr") != 5e-5]
             assert len(set(sampled)) == len(sampled), sampled  # the two workers proposed apart
         # Four jobs, each a worker that ran: its own Hydra log with trials run, waited for, or found done.
         logs = sorted(Path(tmp_path, "hydra").glob("*/*/sweeper.log"))

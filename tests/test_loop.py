@@ -7,7 +7,8 @@ from conftest import compose_config
 from sweeper.data import dataset
 from sweeper.data.batching import get_dataloaders
 from sweeper.train import checkpoints
-from sweeper.train.loop import Hparams, NonFiniteLoss, resolve_precision, train
+from sweeper.train.epoch import NonFiniteLoss
+from sweeper.train.loop import Hparams, resolve_precision, train
 from sweeper.train.metrics import compute_metrics
 from sweeper.train.model import fresh_model, load_template
 
@@ -111,3 +112,45 @@ def test_a_report_within_an_epoch_sits_at_its_share_of_the_epoch_wherever_the_sh
           on_evaluate=lambda step, m: reports.append((step, m["train_samples"])))
     # Steps at a third and two thirds of the epoch's 64 samples (the pruner's rungs); the budget counts what trained.
     assert reports == [(21, 16), (43, 40)]
+
+
+def test_a_trial_stopped_within_an_epoch_resumes_at_the_next_batch_bit_exact(sst2, tmp_path):
+    """A stop after batch 5 of epoch 1 (of 8), and a checkpoint on the clock after batch 3 of epoch 0 on the way:
+    the run resumed from the stop ends with the same weights, losses and metrics as one never interrupted."""
+    from sweeper.train.epoch import CHECKPOINT, STOP, Preempted
+
+    cfg, task, template = sst2
+    hp = Hparams(lr=1e-3, epochs=3, batch_size=8)
+    finals = []
+
+    def keep(model):
+        finals.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    reports = {"straight": [], "resumed": []}  # evaluations within epochs (3 an epoch) draw RNG too
+
+    def within(name):
+        return dict(evals_per_epoch=3, on_evaluate=lambda step, m: reports[name].append((step, m["accuracy"])))
+
+    straight = run(cfg, task, fresh_model(template), hp, on_epoch_end=lambda e, m: None, on_train_end=keep,
+                   precision="no", **within("straight"))
+    steps = []
+
+    def pause(seconds):  # after the 4th step of the run: a checkpoint (go on); after the 14th: stop
+        steps.append(seconds)
+        return {4: CHECKPOINT, 14: STOP}.get(len(steps))
+
+    ckpt = tmp_path / "trial-0"
+    with pytest.raises(Preempted):
+        run(cfg, task, fresh_model(template), hp, on_epoch_end=lambda e, m: None, checkpoint=ckpt, pause=pause,
+            precision="no", **within("resumed"))
+    # 8 batches an epoch, a pause question after each and one after the epoch's end: the 14th is batch 5 of epoch 1.
+    resume = checkpoints.latest(ckpt)
+    assert resume.name == "epoch-1-step-5", sorted(p.name for p in ckpt.iterdir())
+    assert checkpoints.read_progress(resume)["within"]["step"] == 5
+    resumed = run(cfg, task, fresh_model(template), hp, resume=resume, on_epoch_end=lambda e, m: None,
+                  on_train_end=keep, precision="no", **within("resumed"))
+    assert reports["resumed"] == reports["straight"]  # each evaluation once, before or after the stop, the same
+    for key in ("loss", "accuracy", "f1"):
+        assert [h[key] for h in resumed] == [h[key] for h in straight], key
+    for name, weight in finals[0].items():
+        assert torch.equal(weight, finals[1][name]), name

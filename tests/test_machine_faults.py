@@ -92,7 +92,7 @@ def test_the_classifier_tells_the_machines_faults_from_the_trials(small_fs, tmp_
     assert faults.cause(unreachable.value) == faults.MACHINE
     assert faults.cause(KeyboardInterrupt()) == faults.MACHINE
 
-    from sweeper.train.loop import NonFiniteLoss, check_finite
+    from sweeper.train.epoch import NonFiniteLoss, check_finite
 
     with pytest.raises(NonFiniteLoss) as nan:
         check_finite(torch.tensor(float("nan")), 0, 8)

@@ -20,7 +20,7 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 from test_faults import SLOW, wait_for
 
-from conftest import cli, cli_popen, load
+from conftest import TINY, cli, cli_popen, load
 
 BIN = next((Path(d) for d in ("/usr/lib/postgresql/15/bin", "/usr/local/bin")
             if (Path(d) / "initdb").exists() and (Path(d) / "pg_ctl").exists()), None)
@@ -35,17 +35,27 @@ pytestmark = pytest.mark.skipif(BIN is None, reason="PostgreSQL's initdb/pg_ctl 
 class Server:
     """A private PostgreSQL cluster on a free loopback port, trust auth, with a database `sweeper`."""
 
-    def __init__(self, root: Path):
-        self.root, self.data = root, root / "data"
+    def __init__(self, root: Path, password: str | None = None):
+        """trust auth, or with `password` scram-sha-256 auth for the superuser postgres with that password."""
+        self.root, self.data, self.password = root, root / "data", password
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.url = f"postgresql://postgres:secret@127.0.0.1:{self.port}/sweeper"  # trust: the password is unused
+        # trust: the password is unused
+        self.url = f"postgresql://postgres:{password or 'secret'}@127.0.0.1:{self.port}/sweeper"
         self.as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        self.pg(BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        auth = ["-A", "trust"]
+        if password:
+            (root / "pw").write_text(password)
+            if os.geteuid() == 0:
+                shutil.chown(root / "pw", "postgres")
+            auth = ["-A", "scram-sha-256", f"--pwfile={root / 'pw'}"]
+        self.pg(BIN / "initdb", "-D", self.data, *auth, "-U", "postgres", "--no-sync", "-E", "UTF8")
+        (root / "pw").unlink(missing_ok=True)
 
     def pg(self, *args) -> None:
-        subprocess.run([*self.as_postgres, *map(str, args)], check=True, capture_output=True, timeout=120)
+        env = {**os.environ, "PGPASSWORD": self.password} if self.password else None
+        subprocess.run([*self.as_postgres, *map(str, args)], check=True, capture_output=True, timeout=120, env=env)
 
     def start(self) -> None:
         self.pg(BIN / "pg_ctl", "-D", self.data, "-l", self.root / "log", "-w", "start", "-o",
@@ -62,13 +72,13 @@ class Server:
         return thread
 
 
-@pytest.fixture(scope="module")
-def server():
+def private_server(password: str | None = None):
+    """A started Server with its database, stopped and removed after (a generator for a fixture)."""
     root = Path(tempfile.mkdtemp(prefix="sweeper-pg-"))
     try:
         if os.geteuid() == 0:
             shutil.chown(root, "postgres")
-        server = Server(root)
+        server = Server(root, password)
         server.start()
         server.pg(BIN / "createdb", "-h", "127.0.0.1", "-p", server.port, "-U", "postgres", "sweeper")
     except (subprocess.CalledProcessError, LookupError, OSError) as e:
@@ -80,6 +90,11 @@ def server():
     except subprocess.CalledProcessError:
         pass  # already stopped: a test failed between its stop and start
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    yield from private_server()
 
 
 def study_cfg(url: str, patience: int) -> SimpleNamespace:
@@ -210,6 +225,8 @@ def test_an_outage_past_the_patience_exits_5_and_the_rerun_retries_the_trial(ser
     assert last.endswith(f"; resume with: python -m sweeper {resume}"), last
     assert "Traceback" not in out and "secret" not in out, out[-3000:]
     assert [t.state for t in load(server.url, "long").trials] == [TrialState.RUNNING]  # for its heartbeat
+    # The worker could not tell the storage why it stopped: it says so beside the checkpoint, for the retry.
+    assert "unreachable for" in (tmp_path / "long" / "checkpoints" / "trial-0" / "stopped-by-machine.txt").read_text()
 
     result = cli(*cmd, timeout=300)  # its heartbeat is stale by now: failed, retried from the checkpoint
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -219,3 +236,54 @@ def test_an_outage_past_the_patience_exits_5_and_the_rerun_retries_the_trial(ser
     assert len(finished) == 2 and len(trials) == 3
     retry = next(t for t in trials if t.system_attrs.get("retry_history") == [0])
     assert retry.params == trials[0].params and retry.user_attrs["resumed_at_epoch"] >= 1
+    assert retry.system_attrs["machine_retries"] == 1  # an outage uses up none of study.max_retries
+
+
+@pytest.mark.slow
+def test_a_server_not_up_yet_at_start_is_waited_for(server, tmp_path, glue_dir):
+    cmd = [*TINY, "search.space.train.epochs=1", "study.n_trials=1", "study.name=late", f"study.storage={server.url}",
+           f"out_dir={tmp_path}", f"data_dir={glue_dir}", "study.storage_patience=120"]
+    restart = server.stop_for(6)  # the worker starts while the server is down: refused, then up
+    try:
+        result = cli(*cmd, timeout=300)
+    finally:
+        restart.join()
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    waits = [line for line in out.splitlines() if "is not reachable (" in line]
+    assert len(waits) == 1 and "Connection refused" in waits[0] and "postgres:***@" in waits[0], out[-3000:]
+    assert "waiting for it up to study.storage_patience=120 s" in waits[0] and "is up after" in out
+    assert "secret" not in out
+    assert [t.state for t in load(server.url, "late").trials] == [TrialState.COMPLETE]
+
+
+def test_a_server_not_up_past_the_patience_exits_5_in_one_line(server, tmp_path, glue_dir):
+    cmd = [*TINY, f"study.storage={server.url}", f"out_dir={tmp_path}", f"data_dir={glue_dir}",
+           "study.storage_patience=2"]
+    server.stop()
+    try:
+        result = cli(*cmd, timeout=120)
+    finally:
+        server.start()
+    assert result.returncode == 5, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: study.storage=postgresql://postgres:***@127.0.0.1:{server.port}/sweeper: "
+                           "unreachable for 2 s (connection failed: "), last
+    assert last.endswith(f"since the start; resume with: python -m sweeper {shlex.join(cmd)}".replace(
+        "postgres:secret@", "postgres:***@")), last
+    assert "secret" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("postgresql://postgres:secret@no-such-host.invalid/sweeper", "failed to resolve host"),
+    ("postgresql://postgres:secret@127.0.0.1:{port}/no_such_db", 'database "no_such_db" does not exist'),
+    ("postgresq://postgres:secret@127.0.0.1:{port}/sweeper", "Can't load plugin"),
+], ids=["unknown-host", "missing-database", "bad-scheme"])
+def test_a_url_that_can_never_work_fails_at_once_in_one_line(server, tmp_path, glue_dir, url, reason):
+    url = url.format(port=server.port)
+    result = cli(*TINY, f"study.storage={url}", f"out_dir={tmp_path}", f"data_dir={glue_dir}", timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: study.storage=postgres") and reason in lines[0], lines
+    assert "postgres:***@" in lines[0] and "secret" not in result.stdout + result.stderr
+    assert "not reachable" not in result.stdout + result.stderr  # not waited for

@@ -114,7 +114,7 @@ def test_summary_writes_every_trial_as_csv(compose_cfg, caplog):
     assert best == study.best_value
     frame = pd.read_csv(f"{cfg.out_dir}/{cfg.study.name}/trials.csv")
     assert list(frame["number"]) == [0, 1]
-    assert {"params_optimizer.lr", "params_train.epochs", "params_train.batch_size", "state", "value", "user_attrs_f1",
+    assert {"params_optimizer.lr", "params_train.batch_size", "state", "value", "user_attrs_f1",
             "duration"} <= set(frame.columns)
     assert f"optuna-dashboard {cfg.study.storage}" in caplog.text
     assert "2 complete, 0 pruned, 0 failed" in caplog.text

@@ -17,6 +17,7 @@ from sweeper.search.space import trial_values
 from sweeper.study import budget, faults
 from sweeper.study.artifacts import artifact_dir, attach_report
 from sweeper.study.definition import write_csv
+from sweeper.study.patience import shown
 from sweeper.study.run import budget_spent
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ def summarize(study, cfg, study_dir: Path) -> float | None:
     log.info("report: %s", report)
     attach_report(study_cfg.artifacts, study, report)
     store_dir = artifact_dir(study_cfg.artifacts)
-    log.info("dashboard: optuna-dashboard %s%s", study_cfg.storage, f" --artifact-dir {store_dir}" if store_dir else "")
+    log.info("dashboard: optuna-dashboard %s%s", shown(study_cfg.storage),  # give it the password as sweeper got it
+             f" --artifact-dir {store_dir}" if store_dir else "")
     return None if best is None else best.value
 
 

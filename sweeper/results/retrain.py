@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
 from sweeper.results.report import replace_whole
+from sweeper.study.patience import shown
 from sweeper.study.storage import open_storage, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -23,12 +24,13 @@ def find_study(cfg) -> optuna.Study:
     name, url = cfg.study.name, cfg.study.storage
     path = sqlite_path(url)
     if path is not None and not path.exists():  # opening it would create an empty database
-        raise ConfigError(f"study.name={name}: study.storage={url} does not exist; allowed: the storage "
+        raise ConfigError(f"study.name={name}: study.storage={url} does not exist; allowed: the storage "  # a file
                           "of a sweep that ran, e.g. the default sqlite:///outputs/sweeper.db")
     storage = open_storage(cfg.study)
     studies = {s.study_name: s for s in storage.get_all_studies()}
     if name not in studies:
-        raise ConfigError(f"study.name={name} is not in {url}; studies there: {', '.join(sorted(studies)) or 'none'}")
+        raise ConfigError(f"study.name={name} is not in {shown(url)}; studies there: "
+                          f"{', '.join(sorted(studies)) or 'none'}")
     study = optuna.load_study(study_name=name, storage=storage)
     trials = study.get_trials(deepcopy=False)
     if not any(t.state == TrialState.COMPLETE for t in trials):

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from sweeper.config import ConfigError
 from sweeper.study import budget
 from sweeper.study.definition import stored
+from sweeper.study.patience import shown
 from sweeper.study.progress import FINISHED, clock
 from sweeper.study.storage import cannot_open, check_sqlite_file, sqlite_path
 
@@ -39,7 +40,7 @@ def open_read_only(url: str) -> optuna.storages.RDBStorage:
     path, kwargs, read_url = sqlite_path(url), {}, url
     if path is not None:
         if not path.is_file():
-            raise ConfigError(f"study.storage={url}: no such file; allowed: {EXAMPLE}")
+            raise ConfigError(f"study.storage={url}: no such file; allowed: {EXAMPLE}")  # a file: no password
         check_sqlite_file(url, path)
         read_url = f"sqlite:///file:{quote(str(path.resolve()))}?mode=ro&uri=true"
     elif url.startswith("postgresql"):
@@ -74,7 +75,7 @@ def selected(cfg, names: list[str]) -> list[str]:
         return sorted(names)
     picked = sorted(n for n in names if fnmatch.fnmatchcase(n, cfg.study.name))
     if not picked:
-        raise ConfigError(f"study.name={cfg.study.name} is not in {cfg.study.storage}; "
+        raise ConfigError(f"study.name={cfg.study.name} is not in {shown(cfg.study.storage)}; "
                           f"allowed: {', '.join(sorted(names)) or 'none, the storage holds no study'}")
     return picked
 
@@ -140,7 +141,7 @@ def status(cfg) -> str:
     finally:
         storage.remove_session()
         storage.engine.dispose()
-    text = f"{url}: {len(names)} {'study' if len(names) == 1 else 'studies'}\n{table(rows)}\n"
+    text = f"{shown(url)}: {len(names)} {'study' if len(names) == 1 else 'studies'}\n{table(rows)}\n"
     if len(running) > 1:
         text += f"\nrunning trials\n{table(running)}\n"
     return text

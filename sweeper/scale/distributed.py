@@ -73,6 +73,19 @@ def share(value=None):
     return box[0]
 
 
+def agree(value: int) -> int:
+    """The largest of every rank's `value` (each rank calls it at the same point): a CPU collective on the control
+    group, so a GPU trial pays no device sync for it."""
+    if world_size() == 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    box = torch.tensor([value])
+    dist.all_reduce(box, op=dist.ReduceOp.MAX, group=_control)
+    return int(box.item())
+
+
 def announce() -> None:
     """Rank 0 has tokenized into the datasets cache and read the weights: the others may now load from it."""
     if world_size() > 1 and is_leader():

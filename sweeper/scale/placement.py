@@ -22,7 +22,7 @@ def check_launcher(launcher: str, storage: str) -> None:
     if launcher.endswith(REMOTE_LAUNCHERS) and storage.startswith("sqlite:"):
         raise ConfigError(f"study.storage={storage} with hydra/launcher {launcher.rpartition('.')[2]}: "
                           "workers on other nodes cannot share an SQLite file; allowed: a PostgreSQL URL, "
-                          "e.g. study.storage=postgresql://user:password@host/db")
+                          "e.g. study.storage=postgresql://user@host/db")
 
 
 def local_gpus() -> list[str]:

@@ -14,6 +14,10 @@ from sweeper.train.disk import DiskFull, chain, no_space
 
 MACHINE, TRIAL = "machine", "trial"
 CAUSE = "fail_cause"  # the user attribute a failed trial records its cause in
+# A user attribute: the machine stopped the trial and said so (a signal, a full disk, an unreachable storage), so
+# its retry does not use up study.max_retries. A worker that died unexplained (killed; a rank lost) says nothing:
+# a trial that kills its worker every time is retried at most max_retries times.
+STOPPED = "stopped_by_machine"
 # What an unreachable or broken database raises (a trial's own code never talks to it).
 STORAGE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
                   sqlalchemy.exc.DisconnectionError, sqlite3.OperationalError)

@@ -1,6 +1,7 @@
 """One Optuna trial: suggest -> dataloaders -> fresh model -> Accelerate loop -> report each epoch."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import traceback
@@ -14,7 +15,7 @@ from optuna.trial import TrialState
 
 from sweeper.data.batching import eval_subset, get_dataloaders, get_extra_eval_dataloaders, get_subset_eval_dataloader
 from sweeper.data.dataset import load_task
-from sweeper.scale import distributed
+from sweeper.scale import distributed, preemption
 from sweeper.search import space
 from sweeper.study import budget, faults, probes, steps
 from sweeper.study.artifacts import attach_best_model
@@ -87,10 +88,11 @@ class Objective:
             raise
         except KeyboardInterrupt:
             trial.set_user_attr(faults.CAUSE, faults.MACHINE)  # stopped, not wrong: never counted as a failure
+            trial.set_user_attr(faults.STOPPED, True)  # nor as one of its retries
             raise
         except Exception as e:
             if distributed.lost_peer(e):
-                trial.set_user_attr(faults.CAUSE, faults.MACHINE)
+                trial.set_user_attr(faults.CAUSE, faults.MACHINE)  # the rank may have died of the trial: a retry counts
                 raise KeyboardInterrupt(f"a rank of this trial died: {e}") from e  # retried like a killed worker
             if faults.cause(e) == faults.MACHINE:
                 raise faults.MachineFault(e) from e  # run_trials fails the trial, queues it again, stops
@@ -128,11 +130,14 @@ class Objective:
         frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
         retried = frozen.system_attrs.get("retry_history", [])
         resume = checkpoints.claim(self.checkpoint_root, trial.number, retried) if retried else None
-        resumed = checkpoints.read_progress(resume)["history"] if resume is not None else []
+        progress = checkpoints.read_progress(resume) if resume is not None else {"history": []}
+        resumed = progress["history"]
         if retried:  # Optuna's retry copies the predecessor's user attributes: count only this run's compute
             budget.reset(trial)
-        if resumed:
+        if resume is not None:
             self.restore_reports(trial, frozen, resumed)
+            # Batches of the next epoch its checkpoint had trained (one saved within an epoch), else 0.
+            trial.set_user_attr("resumed_at_batch", progress.get("within", {}).get("step", 0))
         log.info("trial %d: %s%s%s", trial.number, shown(values), f" (retries trial {retried[-1]})" if retried else "",
                  probes.role(trial.user_attrs))
         # Every epoch's metrics, for the export's value; a retry whose predecessor died after its last
@@ -187,17 +192,20 @@ class Objective:
             cfg.train.group_by_length, pad_multiple(self.precision))
         extra_eval = get_extra_eval_dataloaders(data, cfg.train.eval_batch_size, cfg.train.group_by_length,
                                                 pad_multiple(self.precision))
-        return train(
-            fresh_model(self.template, run_cfg.model, seed), train_dl, eval_dl, hp,
-            optimizer_fn=instantiate(run_cfg.optimizer.optimizer), precision=self.precision,
-            metric_names=list(cfg.task.metrics), seed=seed, on_epoch_end=on_epoch_end,
-            checkpoint=checkpoint, resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
-            cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile, on_train_end=on_train_end,
-            regression=cfg.task.num_labels == 1, extra_eval=extra_eval, on_log=on_log,
-            evals_per_epoch=cfg.train.evals_per_epoch, on_evaluate=on_evaluate,
-            subset_dl=get_subset_eval_dataloader(data, self.subset, cfg.train.eval_batch_size,
-                                                 cfg.train.group_by_length, pad_multiple(self.precision))
-            if on_evaluate is not None and cfg.train.evals_per_epoch > 1 else None)
+        # A trial (it has a checkpoint) also checkpoints within epochs, on the clock and when told to stop.
+        pause = preemption.Pause(cfg.train.checkpoint_minutes) if checkpoint is not None else None
+        with pause or contextlib.nullcontext():
+            return train(
+                fresh_model(self.template, run_cfg.model, seed), train_dl, eval_dl, hp,
+                optimizer_fn=instantiate(run_cfg.optimizer.optimizer), precision=self.precision,
+                metric_names=list(cfg.task.metrics), seed=seed, on_epoch_end=on_epoch_end,
+                checkpoint=checkpoint, resume=resume, log_every=cfg.train.log_every, progress=cfg.train.progress,
+                cpu_fastpath=cfg.train.cpu_fastpath, compile_model=cfg.train.compile, on_train_end=on_train_end,
+                regression=cfg.task.num_labels == 1, extra_eval=extra_eval, on_log=on_log,
+                evals_per_epoch=cfg.train.evals_per_epoch, on_evaluate=on_evaluate,
+                subset_dl=get_subset_eval_dataloader(data, self.subset, cfg.train.eval_batch_size,
+                                                     cfg.train.group_by_length, pad_multiple(self.precision))
+                if on_evaluate is not None and cfg.train.evals_per_epoch > 1 else None, pause=pause)
 
     def export_best(self, trial: optuna.Trial, model, value: float) -> None:
         """Export the trial's model if it beats the one exported so far. That one counts only while its

@@ -30,15 +30,14 @@ class StorageUnreachable(BaseException):
     no `except Exception` on its way out (the objective's, Optuna's catch=) may record it as the trial's
     failure, which it cannot store anyway; the trial stays RUNNING for its heartbeat to hand back."""
 
-    def __init__(self, url: str, seconds: float, reason: str):
+    def __init__(self, url: str, seconds: float, reason: str, running: bool = True):
         super().__init__(shown(url), seconds, reason)
-        self.url, self.seconds, self.reason, self._secret_url = shown(url), seconds, reason, url
-
-    def hide(self, text: str) -> str:
-        """`text` (a command line) with the storage URL's password hidden."""
-        return text.replace(self._secret_url, self.url)
+        self.url, self.seconds, self.reason = shown(url), seconds, reason
+        self.running = running  # False: at start, before any trial
 
     def __str__(self) -> str:
+        if not self.running:
+            return f"study.storage={self.url}: unreachable for {self.seconds:.0f} s ({self.reason}), since the start"
         return (f"study.storage={self.url}: unreachable for {self.seconds:.0f} s ({self.reason}); a trial it was "
                 "running stays RUNNING until its heartbeat goes stale, then is retried from its last checkpoint")
 

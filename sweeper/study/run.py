@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 import shlex
 import signal
 import sys
@@ -18,10 +19,13 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
+from sweeper.redact import mask
+from sweeper.scale import preemption
 from sweeper.search import space
 from sweeper.study import budget, faults, probes
 from sweeper.study.definition import defined_study
 from sweeper.study.lock import study_lock
+from sweeper.study.patience import unreachable
 from sweeper.study.progress import Watch, record_worker
 from sweeper.study.storage import open_storage
 from sweeper.train import checkpoints, disk
@@ -144,6 +148,9 @@ def describe(study: optuna.Study, cfg, train_size: int, eval_size: int) -> None:
     # The job's own overrides (one job of a multirun); in-process callers (tests) get their own argv.
     command = ("python -m sweeper " + " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized()
                else shlex.join(sys.argv))
+    # Every dashboard user reads it: a password, or an interpolation of one, as ***. A multirun's job has its
+    # overrides escaped (postgresql\://...): shown as typed.
+    command = mask(re.sub(r"\\([\\()\[\]{}:=, $])", r"\1", command))
     # The task and model themselves are in the study's definition (sweeper/study/definition.py).
     attrs = {"train_size": train_size, "eval_size": eval_size,
              "search_space": {k: space.describe(v) for k, v in space.compile_space(cfg.search).items()},
@@ -168,6 +175,10 @@ def run_trials(study: optuna.Study, objective, cfg, checkpoint_root: Path) -> No
         checkpoints.prune(checkpoint_root, trials, best, cfg.study.keep_checkpoints.value)
 
     started = datetime.datetime.now()  # the failure limit counts the failures of this run only
+    # A trial failed by its stale heartbeat whose worker left a note (it gave up on the storage) was stopped by the
+    # machine: its retry uses up none of study.max_retries (sweeper/study/storage.py RetryTrial).
+    study._storage.get_heartbeat_stale_trial_callback().stopped = (
+        lambda number: checkpoints.stopped(checkpoints.trial_dir(checkpoint_root, number)))
     claim_under_lock(study, target, cfg.search.probe)
     with Watch(study, target, cfg.study.progress.value, cfg.study.progress_every) as watch:
         run_until_done(study, objective, cfg, checkpoint_root, [keep_checkpoints, watch], started)
@@ -178,6 +189,8 @@ def run_until_done(study: optuna.Study, objective, cfg, checkpoint_root: Path, c
     """Start trials until the study holds its target; the failure limit counts trials started since `started`."""
     target, waited = cfg.study.n_trials, False
     while True:
+        if preemption.requested():  # told to stop while no trial trained (or as one ended): start none
+            raise KeyboardInterrupt
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, queued for retry
         if count(study.get_trials(deepcopy=False), FINISHED) >= target:
             return
@@ -203,6 +216,10 @@ def run_until_done(study: optuna.Study, objective, cfg, checkpoint_root: Path, c
         except faults.MachineFault as fault:
             settle_interrupted(study, objective.trial, fault.error)
             raise disk.as_disk_full(fault.error, checkpoint_root)  # noqa: B904 (the error itself, with its cause)
+        except BaseException as e:
+            if objective.trial is not None and (outage := unreachable(e)) is not None:  # the trial stays RUNNING
+                checkpoints.note_stopped(checkpoints.trial_dir(checkpoint_root, objective.trial.number), str(outage))
+            raise
         objective.release()
         check_failures(study.get_trials(deepcopy=False), cfg.study, since=started)
 
@@ -244,13 +261,14 @@ def settle_interrupted(study: optuna.Study, trial, error: BaseException | None =
     last checkpoint."""
     if trial is None:
         return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, *preemption.SIGNALS)}
     try:
         storage = study._storage
         frozen = storage.get_trial(trial._trial_id)
         if frozen.state == TrialState.RUNNING:
             if error is not None:
                 storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"{type(error).__name__}: {error}")
+                storage.set_trial_user_attr(trial._trial_id, faults.STOPPED, True)  # a full disk, a storage error
             storage.set_trial_user_attr(trial._trial_id, faults.CAUSE, faults.MACHINE)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             frozen = storage.get_trial(trial._trial_id)

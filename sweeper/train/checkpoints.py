@@ -1,4 +1,4 @@
-"""Checkpoint layout on disk: one directory per trial holding its last finished epoch,
+"""Checkpoint layout on disk: one directory per trial holding its last finished epoch (or its place within one),
 which checkpoint a retried trial resumes from, and which ones a study keeps."""
 from __future__ import annotations
 
@@ -14,24 +14,35 @@ from sweeper.train import disk
 log = logging.getLogger(__name__)
 PROGRESS = "progress.json"  # written last: an epoch directory without it is incomplete
 BEST = "best.safetensors"  # train.keep_best: the best epoch's weights, once its checkpoint is gone
+# Beside a trial's checkpoints: its worker stopped it for the machine's reason (an unreachable storage) and could
+# not say so in the storage; its retry then uses up none of study.max_retries.
+STOPPED_NOTE = "stopped-by-machine.txt"
 
 
 def trial_dir(root: Path, number: int) -> Path:
     return Path(root) / f"trial-{number}"
 
 
-def epoch_dir(trial: Path, epoch: int) -> Path:
-    return trial / f"epoch-{epoch}"
+def epoch_dir(trial: Path, epoch: int, step: int = 0) -> Path:
+    """After `epoch` finished epochs and `step` batches of the next one (a checkpoint within an epoch)."""
+    return trial / (f"epoch-{epoch}-step-{step}" if step else f"epoch-{epoch}")
+
+
+def position(checkpoint: Path) -> tuple[int, int]:
+    """(finished epochs, batches of the next) a checkpoint directory was saved at."""
+    parts = checkpoint.name.split("-")
+    return int(parts[1]), int(parts[3]) if len(parts) == 4 else 0
 
 
 def latest(trial: Path) -> Path | None:
-    """The newest complete epoch checkpoint of a trial, if any."""
+    """The newest complete checkpoint of a trial, if any."""
     done = [d for d in trial.glob("epoch-*") if d.suffix != ".tmp" and (d / PROGRESS).exists()]
-    return max(done, key=lambda d: int(d.name.split("-")[1]), default=None)
+    return max(done, key=position, default=None)
 
 
 def read_progress(checkpoint: Path) -> dict:
-    """{"epoch": epochs finished, "history": per-epoch metrics}."""
+    """{"epoch": epochs finished, "history": per-epoch metrics}, and "within" (the epoch in progress: batches
+    done, running sums; sweeper/train/epoch.py Partial) for a checkpoint within an epoch."""
     return json.loads((checkpoint / PROGRESS).read_text())
 
 
@@ -52,6 +63,15 @@ def best_weights(trial: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(trial / BEST)
+
+
+def note_stopped(trial: Path, reason: str) -> None:
+    trial.mkdir(parents=True, exist_ok=True)
+    (trial / STOPPED_NOTE).write_text(reason + "\n")
+
+
+def stopped(trial: Path) -> bool:
+    return (trial / STOPPED_NOTE).exists()
 
 
 def drop_older(trial: Path, keep: Path) -> None:
@@ -120,6 +140,7 @@ def claim(root: Path, number: int, retried: list[int]) -> Path | None:
             target = trial_dir(root, number)
             shutil.rmtree(target, ignore_errors=True)
             source.rename(target)
+            (target / STOPPED_NOTE).unlink(missing_ok=True)  # said of the trial it retries, not of this one
             return readable(target)
     return None
 

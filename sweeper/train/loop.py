@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -14,18 +13,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
-from tqdm.auto import tqdm
 
 from sweeper.train import checkpoints, disk, fastpath
+from sweeper.train.epoch import STOP, Partial, Preempted, rng_state, train_epoch
 from sweeper.train.metrics import compute_metrics
 from sweeper.train.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 _accelerator: Accelerator | None = None
-
-
-class NonFiniteLoss(ArithmeticError):
-    """The training loss became NaN or infinite: the trial cannot recover."""
 
 
 @dataclass
@@ -84,7 +79,7 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, precision: str
           on_train_end: Callable[[torch.nn.Module], None] | None = None, regression: bool = False,
           extra_eval: dict | None = None, on_log: Callable[[dict, int], None] | None = None,
           evals_per_epoch: int = 1, on_evaluate: Callable[[int, dict], None] | None = None,
-          subset_dl=None) -> list[dict]:
+          subset_dl=None, pause: Callable[[float], str | None] | None = None) -> list[dict]:
     """Train `model` for hp.epochs and return the per-epoch metrics. With `checkpoint`, the state after
     each epoch is saved under it; with `resume`, training continues from that saved state. `extra_eval`
     ({split: dataloader}) is evaluated too, its metrics named <split>_<metric>. After the last epoch, the
@@ -93,7 +88,9 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, precision: str
     epoch's metrics include `train_samples` and `evaluated_samples`: what this call computed so far. With
     `on_evaluate` and evals_per_epoch k > 1, the model is also evaluated on `subset_dl` (default: eval_dl) k - 1
     times within each epoch, after evenly spaced batches, and `on_evaluate(step, metrics)` called, step = the
-    epoch's samples by the share of its batches done."""
+    epoch's samples by the share of its batches done. With `checkpoint` and `pause` (sweeper/train/epoch.py),
+    the state is also saved within an epoch when `pause` says so, and training stops there on STOP (Preempted);
+    a `resume` from such a checkpoint continues at the next batch."""
     accelerator = get_accelerator(precision)
     set_seed(seed)
     sampler = train_dl.batch_sampler  # kept: prepare() may wrap it, set_epoch must reach it
@@ -112,18 +109,25 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, precision: str
     # What this call computed (a resumed run: since its checkpoint), for a compute budget (sweeper/study/budget.py).
     spent = {"train_samples": 0, "evaluated_samples": 0}
     try:
-        history, start, best = [], 0, None  # best: the kept epoch's weights (hp.keep_best), while not the last's
+        history, start, partial, rng = [], 0, None, None
+        best = None  # the kept epoch's weights (hp.keep_best), while that is not the last epoch
         if resume is not None:
             accelerator.load_state(str(resume))
-            history = checkpoints.read_progress(resume)["history"]
-            start = len(history)
-            log.info("resuming from %s after epoch %d", resume, start - 1)
-            if kept(history, hp) is not history[-1]:
+            progress = checkpoints.read_progress(resume)
+            history, start = progress["history"], len(progress["history"])
+            if "within" in progress:  # saved within epoch `start`: its RNG, for the step after the saved one
+                partial, rng = Partial(**progress["within"]), rng_state()
+            log.info("resuming from %s after epoch %d%s", resume, start - 1,
+                     f", batch {partial.step} of epoch {start}" if partial else "")
+            if history and kept(history, hp) is not history[-1]:
                 best = checkpoints.best_weights(checkpoint or resume.parent)
         for epoch in range(start, hp.epochs):
             train_dl.set_epoch(epoch)  # Accelerate re-sets the sampler's epoch from its own counter,
             sampler.set_epoch(epoch)   # which restarts at 0 on resume; ours may sit under a shard
-            trained = spent["train_samples"]
+            n_batches = len(train_dl)
+            begun = partial if epoch == start else None  # an epoch resumed within: its first batches were trained
+            # This call's compute excludes the resumed epoch's batches trained before the checkpoint.
+            trained = spent["train_samples"] - (begun.samples * accelerator.num_processes if begun else 0)
 
             def within(samples: int, share: float, epoch=epoch, trained=trained) -> None:
                 """An evaluation within the epoch, `samples` into it (all processes), after `share` of its
@@ -137,9 +141,16 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, precision: str
                              evaluated_samples=spent["evaluated_samples"] + metrics["eval_samples"])
                 on_evaluate(epoch * epoch_samples + round(share * epoch_samples), {**metrics, **spent, "epoch": epoch})
 
-            at = within_epoch_steps(len(train_dl), evals_per_epoch) if on_evaluate is not None else set()
-            stats = train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress,
-                                on_log, epoch * epoch_samples, at, within, hp.max_grad_norm)
+            def save_within(p: Partial, epoch=epoch, n_batches=n_batches) -> None:
+                save_checkpoint(accelerator, checkpoint, history, checkpoints.estimate(checkpoint, model), p)
+                log.info("checkpoint within epoch %d after batch %d of %d", epoch, p.step, n_batches)
+
+            at = within_epoch_steps(n_batches, evals_per_epoch) if on_evaluate is not None else set()
+            epoch_dl = accelerator.skip_first_batches(train_dl, begun.step) if begun else train_dl
+            stats = train_epoch(accelerator, model, epoch_dl, optimizer, scheduler, epoch, log_every, progress,
+                                on_log, epoch * epoch_samples, at, within, start=begun, rng=rng if begun else None,
+                                pause=pause if checkpoint is not None else None, save=save_within,
+                                max_grad_norm=hp.max_grad_norm)
             spent["train_samples"] = trained + epoch_samples
             metrics = evaluate(accelerator, model, eval_dl, metric_names, regression)
             spent["evaluated_samples"] += metrics["eval_samples"]
@@ -161,6 +172,10 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, precision: str
             if on_log is not None:  # before on_epoch_end, which may prune: a pruned epoch is logged too
                 on_log(metrics, (epoch + 1) * epoch_samples)
             on_epoch_end(epoch, metrics)
+            # Told to stop during the evaluation or the report: stop at the checkpoint just saved (after the last
+            # epoch, the trial ends anyway). Every rank asks, as after each step.
+            if pause is not None and checkpoint is not None and epoch < hp.epochs - 1 and pause(0.0) == STOP:
+                raise Preempted(f"stopped after epoch {epoch}, its state saved")
         if best is not None and kept(history, hp) is not history[-1]:
             accelerator.unwrap_model(model).load_state_dict(best)  # the run ends as its kept epoch ended
         if on_train_end is not None and accelerator.is_main_process:
@@ -174,55 +189,6 @@ def within_epoch_steps(n_batches: int, evals_per_epoch: int) -> set[int]:
     """The batch counts after which to evaluate within an epoch: k - 1 evenly spaced ones (the k-th is the
     epoch's end)."""
     return {round(j * n_batches / evals_per_epoch) for j in range(1, evals_per_epoch)} - {0, n_batches}
-
-
-def train_epoch(accelerator, model, train_dl, optimizer, scheduler, epoch, log_every, progress,
-                on_log=None, seen: int = 0, at: set[int] = frozenset(), within=None,
-                max_grad_norm: float | None = None) -> dict:
-    model.train()
-    loss_sum = torch.zeros((), device=accelerator.device)
-    real_tokens = torch.zeros((), device=accelerator.device, dtype=torch.long)
-    tokens = samples = 0
-    logged = (0.0, 0)  # loss sum and steps at the last on_log: it gets the mean since then
-    # disable=None: no bar where stderr is not a terminal (a file would get a line of carriage returns).
-    bar = tqdm(train_dl, desc=f"epoch {epoch}", leave=False,
-               disable=None if progress and accelerator.is_local_main_process else True)
-    start, paused = time.perf_counter(), 0.0  # paused: evaluations within the epoch, not training time
-    for step, batch in enumerate(bar, 1):
-        loss = model(**batch).loss
-        accelerator.backward(loss)
-        if max_grad_norm is not None:
-            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        # Accumulate on the device; reading a value back costs a host sync, so only every log_every steps.
-        loss_sum += loss.detach()
-        real_tokens += batch["attention_mask"].sum()
-        tokens += batch["attention_mask"].numel()
-        samples += batch["input_ids"].shape[0]
-        if step % log_every == 0:
-            mean = check_finite(loss_sum / step, epoch, step)
-            bar.set_postfix(loss=f"{mean:.4f}")
-            if on_log is not None:
-                on_log({"train/loss": (mean * step - logged[0]) / (step - logged[1])},
-                       seen + samples * accelerator.num_processes)
-                logged = (mean * step, step)
-        if step in at:
-            began = time.perf_counter()
-            within(samples * accelerator.num_processes, step / len(train_dl))
-            paused += time.perf_counter() - began
-    seconds = time.perf_counter() - start - paused
-    mean_loss = check_finite(loss_sum / max(step, 1), epoch, step)
-    return {"loss": mean_loss, "train_seconds": seconds, "samples_per_s": samples / seconds,
-            "padded_fraction": 1 - real_tokens.item() / max(tokens, 1)}
-
-
-def check_finite(mean_loss: torch.Tensor, epoch: int, step: int) -> float:
-    value = mean_loss.item()
-    if not math.isfinite(value):
-        raise NonFiniteLoss(f"training loss is {value} at epoch {epoch}, step {step}")
-    return value
 
 
 @torch.no_grad()
@@ -243,19 +209,21 @@ def evaluate(accelerator, model, eval_dl, metric_names, regression: bool = False
     return {**metrics, "eval_samples": sum(len(y) for y in labels), "eval_seconds": time.perf_counter() - start}
 
 
-def save_checkpoint(accelerator, trial: Path, history: list[dict], needed: int = 0, keep_best: bool = False) -> None:
-    """Save model, optimizer, scheduler and RNG state after an epoch (with `keep_best`, its weights as the trial's
-    best too). Written beside the previous checkpoint and renamed into place, so a kill or a full disk mid-save
-    leaves the last good one and nothing half-written. Raises DiskFull when fewer than `needed` bytes are free, or
-    the write runs out."""
-    final = checkpoints.epoch_dir(trial, len(history))
+def save_checkpoint(accelerator, trial: Path, history: list[dict], needed: int = 0,
+                    within: Partial | None = None, keep_best: bool = False) -> None:
+    """Save model, optimizer, scheduler and RNG state after an epoch (or `within` one: after its batch
+    within.step; with `keep_best`, the epoch's weights as the trial's best too). Written beside the previous
+    checkpoint and renamed into place, so a kill or a full disk mid-save leaves the last good one and nothing
+    half-written. Raises DiskFull when fewer than `needed` bytes are free, or the write runs out."""
+    final = checkpoints.epoch_dir(trial, len(history), within.step if within else 0)
     partial = final.with_suffix(".tmp")
     try:
         with disk.writing(trial, needed, "a checkpoint"):
             accelerator.save_state(str(partial))
             accelerator.wait_for_everyone()  # every rank's RNG state is in before the directory is renamed
             if accelerator.is_main_process:
-                checkpoints.write_progress(partial, {"epoch": len(history), "history": history})
+                progress = {"epoch": len(history), "history": history}
+                checkpoints.write_progress(partial, {**progress, "within": within.to_dict()} if within else progress)
                 partial.rename(final)
                 if keep_best:  # the kept epoch's weights outlive its checkpoint (a link: no copy)
                     checkpoints.link_best_weights(trial, final)
