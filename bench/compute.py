@@ -298,20 +298,26 @@ def backfill(args) -> None:
     from sweeper.study.objective import Objective
 
     glue = os.environ.get("GLUE_DIR", str(ROOT.parent / "shared" / "data" / "glue"))
-    rows = read(args.out)
     for task in args.tasks:
         cfg, objective = compose(task, glue, args.override), None
-        for r in rows:
+        for r in read(args.out):
             if r["task"] != task or r["precision"] != args.precision or r["arm"] not in args.arms:
                 continue
-            values = pick_values(r)
-            r["run"] = r.get("run") or config_id(cfg, values)
-            target = args.predictions / f"{task}-{r['precision']}-seed{r['seed']}-{r['run']}.txt"
+            key = (r["task"], r["arm"], r["precision"], r["seed"])
+            run = r.get("run") or config_id(cfg, pick_values(r))
+            target = args.predictions / f"{task}-{r['precision']}-seed{r['seed']}-{run}.txt"
             if not target.exists():
                 objective = objective or Objective(cfg, RUNS / task / "objective")
-                again = revalidate(objective, values, int(r["seed"]), target)
+                again = revalidate(objective, pick_values(r), int(r["seed"]), target)
                 print(f"{task} {r['arm']} seed {r['seed']}: row {r['value']}, retrained {again['value']}", flush=True)
-            rows_file.rewrite(args.out, FIELDS, rows)  # after each run: a stopped backfill keeps what it did
+
+            def fill(rows, key=key, run=run):  # the rows there now: another lane may have appended
+                for row in rows:
+                    if (row["task"], row["arm"], row["precision"], row["seed"]) == key:
+                        row["run"] = run
+                return rows
+
+            rows_file.update(args.out, FIELDS, fill)  # after each run: a stopped backfill keeps what it did
 
 
 def versus(a: list[dict], b: list[dict], root: Path, k: int = 1, confidence: float = 0.95):

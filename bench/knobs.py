@@ -69,30 +69,34 @@ def run(args) -> None:
                 print(row, flush=True)
 
 
-def report(rows: list[dict], predictions: Path, confidence: float = 0.95) -> None:
-    """Per task and precision: each variant's mean +- std and the test against the course settings."""
+def table(rows: list[dict], predictions: Path, confidence: float = 0.95) -> list[str]:
+    """Per task and precision, a Markdown row per variant: its mean +- std and the test against the course settings
+    (one-sided, Bonferroni over the task's variants; a variant without predictions on every seed is not tested)."""
     from compute import versus
 
-    print("| task | variant | seeds | mean +- std | vs course | p (one-sided) | better at 95%, Bonferroni |")
-    print("|---|---|---|---|---|---|---|")
+    lines = ["| task | variant | seeds | mean +- std | vs the course settings | p (one-sided) | better at 95% |",
+             "|---|---|---|---|---|---|---|"]
     for task, precision in dict.fromkeys((r["task"], r["precision"]) for r in rows):
-        mine = [r for r in rows if (r["task"], r["precision"]) == (task, precision)]
         by = {}
-        for r in mine:
-            by.setdefault(r["variant"], []).append(r)
-        course = by.get("course")
-        k = max(1, len(by) - 1)
-        for variant, rs in by.items():
+        for r in rows:
+            if (r["task"], r["precision"]) == (task, precision):
+                by.setdefault(r["variant"], []).append(r)
+        course, k = by.get("course"), max(1, len(by) - 1)
+        for variant in [v for v in VARIANTS if v in by]:
+            rs = by[variant]
             values = [float(r["value"]) for r in rs]
             m, s = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
             line = f"| {task} ({precision}) | {variant} | {len(rs)} | {m:.4f} +- {s:.4f} ({rs[0]['objective']}) |"
-            if course and variant != "course":
-                test = versus(rs, course, predictions, k, confidence)
-                line += (f" {test.difference:+.4f} | {test.p:.3f} | {'yes' if test.better else 'no'} |" if test
-                         else " - | - | - |")
-            else:
+            if not course or variant == "course":
                 line += " | | |"
-            print(line)
+            elif min(len(rs), len(course)) < 2:  # one seed has no seed noise to test against: the difference only
+                line += f" {m - statistics.fmean(float(r['value']) for r in course):+.4f} | (1 seed) | |"
+            else:
+                test = versus(rs, course, predictions, k, confidence)
+                line += (f" {test.difference:+.4f} | {test.p:.3f} | {'**yes**' if test.better else 'no'} |" if test
+                         else " | (no predictions) | |")
+            lines.append(line)
+    return lines
 
 
 def main() -> None:
@@ -110,7 +114,7 @@ def main() -> None:
                      "train.evals_per_epoch=1", *args.override]
     if not args.report_only:
         run(args)
-    report(read(args.out), args.predictions)
+    print("\n".join(table(read(args.out), args.predictions)))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 the rows there and skips what they cover."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 from pathlib import Path
 
 
@@ -13,22 +15,38 @@ def read(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@contextlib.contextmanager
+def locked(out: Path):
+    """Two lanes appending to one file, or one rewriting it, take turns (a lock file beside it)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(f".{out.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def append(out: Path, fields: list[str], row: dict) -> None:
     """Append `row` to `out` (the header first, for a new file; a file of fewer columns gets the new ones, empty in
     its rows); flushed when this returns."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and list(read(out)[:1] and read(out)[0]) != fields:
-        rewrite(out, fields, read(out))
-    new = not out.exists()
-    with out.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fields)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    with locked(out):
+        rows = read(out)
+        if out.exists() and (not rows or list(rows[0]) != fields):
+            _write(out, fields, rows)
+        new = not out.exists()
+        with out.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fields)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
 
 
-def rewrite(out: Path, fields: list[str], rows: list[dict]) -> None:
-    """`rows` as the whole of `out`, in `fields`' columns, replaced in one rename."""
+def update(out: Path, fields: list[str], change) -> None:
+    """Rewrite `out` with change(rows) applied to the rows there now (others may have appended since they were
+    read), in `fields`' columns, replaced in one rename."""
+    with locked(out):
+        _write(out, fields, change(read(out)))
+
+
+def _write(out: Path, fields: list[str], rows: list[dict]) -> None:
     tmp = out.with_suffix(".tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fields)

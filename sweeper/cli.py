@@ -129,6 +129,20 @@ def quote_space(argv: list[str]) -> list[str]:
     return out
 
 
+def unquote_space(argv: list[str]) -> list[str]:
+    """quote_space undone, for a command line shown to a person (the resume line): as typed."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key.startswith(("++search.space.", "++search.reference.")):
+            key = key[2:]
+            if len(value) > 1 and value[0] == value[-1] == "'":
+                value = value[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+            arg = f"{key}={value}"
+        out.append(arg)
+    return out
+
+
 def hydra_key(override: str) -> bool:
     """Hydra's own settings, left out of the preflight's compose; except the search path, which decides
     what `+<study>=best` means, and the launcher, which decides what storage works."""
@@ -210,6 +224,6 @@ def sweep(cfg: DictConfig) -> float | None:
         if (outage := unreachable(e)) is None:
             raise
         # The whole command line: the studies it finished are skipped, the others resume.
-        print(f"error: {outage}; resume with: python -m sweeper {redact.shown_command(sys.argv[1:])}",
+        print(f"error: {outage}; resume with: python -m sweeper {redact.shown_command(unquote_space(sys.argv[1:]))}",
               file=sys.stderr)
         sys.exit(5)

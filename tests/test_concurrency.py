@@ -76,7 +76,7 @@ def check_exact(storage: str, name: str) -> None:
     from conftest import compose_config
     from sweeper.study.run import portfolio
 
-    for entry in portfolio(compose_config("model=tiny").search):  # the start-up portfolio, each once
+    for entry in portfolio(compose_config("model=tiny")):  # the start-up portfolio, each once
         assert sum(t.params == entry for t in trials) == 1, [t.params for t in trials]
     assert len({t.number for t in trials}) == len(trials)
 

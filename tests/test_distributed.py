@@ -59,7 +59,7 @@ def test_a_two_process_sweep_matches_a_one_process_sweep(tmp_path, glue_dir):
         assert [len(t.intermediate_values) for t in ts] == [6, 6], n  # three reports per epoch, from rank 0 only
         assert [t.user_attrs["eval_samples"] for t in ts] == [32, 32], n  # the validation set once, not twice
     assert [t.params for t in trials["one"]] == [t.params for t in trials["two"]]  # same seed, same proposals
-    assert log.count("] - trial 0: lr=") == 1  # rank 1 follows silently: rank 0 alone asks the study
+    assert log.count("] - trial 0: optimizer.lr=") == 1  # rank 1 follows silently: rank 0 alone asks the study
 
 
 def test_a_killed_two_process_trial_resumes_from_its_checkpoint(tmp_path, glue_dir):

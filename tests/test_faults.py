@@ -132,6 +132,6 @@ def test_two_workers_share_one_sqlite_file(tmp_path, glue_dir):
     assert not any("database is locked" in o for o in outputs)
     trials = load(storage, "mrpc-tiny").trials
     assert TrialState.RUNNING not in [t.state for t in trials]
-    assert all(re.search(r"\] - trial \d+: lr=", o) for o in outputs)  # both ran trials
+    assert all(re.search(r"\] - trial \d+: optimizer.lr=", o) for o in outputs)  # both ran trials
     # Both may pass the "is a trial still missing?" check in the same instant: at most one extra.
     assert 4 <= sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) <= 5

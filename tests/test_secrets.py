@@ -52,7 +52,8 @@ def test_a_password_on_the_command_line_is_written_nowhere(server, tmp_path, glu
     TensorBoard events."""
     url = server.url  # postgresql://postgres:<PASSWORD>@127.0.0.1:port/sweeper
     result = cli("-m", *QUICK, "hydra/launcher=submitit_local", "train.report_to=[tensorboard]",
-                 "task.selection_size=16", "verdict.top=1", "verdict.seeds=1", "search.reference.epochs=1",
+                 "task.selection_size=16", "verdict.top=1", "verdict.seeds=2", "verdict.max_seeds=2",
+                 "search.reference.train.epochs=1",
                  f"study.storage={url}", f"out_dir={tmp_path}", f"data_dir={glue_dir}", timeout=900)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]

@@ -201,3 +201,15 @@ def test_a_study_made_by_sweeper_0_1_resumes_with_its_parameter_names(glue_dir, 
     assert space.trial_values(study.trials[2]) == {"optimizer.lr": study.trials[2].params["lr"], "train.epochs": 1,
                                                    "train.batch_size": study.trials[2].params["batch_size"]}
     assert "search.space.optimizer.lr=" in " ".join(best_overrides(cfg, space.trial_values(study.trials[0])))
+
+
+def test_the_cli_quotes_the_grammar_for_hydra_and_shows_the_command_as_typed():
+    from sweeper.cli import quote_space, unquote_space
+
+    typed = ["-m", "task=mrpc,sst2", "search.space.optimizer.lr=tag(log, interval(3e-5, 1e-4))",
+             "search.space.model.pooling=choice('cls',mean)", "search.space.train.epochs=2", "seed=1"]
+    quoted = quote_space(typed)
+    assert quoted[2] == "++search.space.optimizer.lr='tag(log, interval(3e-5, 1e-4))'"  # a string, not a sweep
+    assert quoted[4] == "++search.space.train.epochs=2" and quoted[:2] == typed[:2] and quoted[5] == "seed=1"
+    assert quote_space(quoted) == quoted  # the preflight quotes again what __main__ quoted
+    assert unquote_space(quoted) == typed  # the resume line

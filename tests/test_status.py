@@ -97,7 +97,7 @@ def status_while_paused(proc, storage: str, study: str, glue_dir, snapshot) -> t
     `python -m sweeper mode=status`, take it again, let the worker go on."""
     db = None
 
-    def running():  # a trial with its worker, its three params and a heartbeat: what check_rows reads
+    def running():  # a trial with its worker, its configuration and a heartbeat: what check_rows reads
         nonlocal db
         try:
             trials = load(storage, study).trials
@@ -105,7 +105,7 @@ def status_while_paused(proc, storage: str, study: str, glue_dir, snapshot) -> t
             return False
         last, db = trials[-1] if trials else None, db or RDBStorage(storage)
         return (last is not None and last.state == TrialState.RUNNING and "pid" in last.user_attrs
-                and len(last.params) == 3 and bool(heartbeat_ages(db, [last._trial_id])))
+                and "config" in last.user_attrs and bool(heartbeat_ages(db, [last._trial_id])))
 
     deadline = time.time() + 300
     while not running():
@@ -128,7 +128,8 @@ def check_rows(text: str, study: str, pid: int) -> None:
     assert row[:6] == [study, "mrpc", "tiny", "0/2", "0", "1"], text
     trial = next(line.split() for line in lines[lines.index("running trials"):] if line.startswith(study + " "))
     assert trial[:4] == [study, "0", socket.gethostname(), str(pid)], text
-    assert trial[5:7] == ["s", "ago"] and trial[8:] == ["lr=5e-05", "epochs=3", "batch_size=8"], text
+    assert trial[5:7] == ["s", "ago"], text
+    assert trial[8:] == ["optimizer.lr=5e-05", "train.epochs=3", "train.batch_size=8"], text
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 
 import compute  # noqa: E402  (bench/compute.py: its arms, the course settings, the test against them)
+import curve  # noqa: E402
+import knobs  # noqa: E402
 import portfolio  # noqa: E402
 from rows import read  # noqa: E402
 
@@ -123,7 +125,8 @@ def write(out_dir: Path) -> list[Path]:
     """Every generated table and figure, into out_dir; a file whose content is unchanged is not rewritten."""
     rows = read(BENCH / "compute.csv")
     texts = {"compute-table.md": compute_table(rows), "compute-targets.md": targets(rows),
-             "portfolio-table.md": portfolio_table(), "selection-table.md": selection_table()}
+             "portfolio-table.md": portfolio_table(), "selection-table.md": selection_table(),
+             "knobs-table.md": "\n".join(knobs.table(read(BENCH / "knobs.csv"), compute.PREDICTIONS))}
     written = []
     for name, text in texts.items():
         written.append(replace(out_dir / name, text + "\n"))
@@ -132,7 +135,17 @@ def write(out_dir: Path) -> list[Path]:
     compute_figure(rows, tmp)
     written.append(replace(figure, tmp.read_text()))
     tmp.unlink()
+    for task in ("rte", "cola", "mrpc"):  # the budget curves (bench/curve.py), as PNGs beside the tables
+        if (png := curve.plot(task, rows, out_dir / ".curves")) is not None:
+            written.append(replace_bytes(out_dir / png.name, png.read_bytes()))
+            png.unlink()
     return written
+
+
+def replace_bytes(path: Path, data: bytes) -> Path:
+    if not path.exists() or path.read_bytes() != data:
+        path.write_bytes(data)
+    return path
 
 
 def replace(path: Path, text: str) -> Path:

@@ -14,6 +14,7 @@ from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
+from sweeper.search.space import trial_values
 from sweeper.study import budget
 from sweeper.study.definition import stored
 from sweeper.study.patience import shown
@@ -137,7 +138,7 @@ def status(cfg) -> str:
                                 str(t.user_attrs.get("pid", "?")), "-" if age is None else f"{age:.0f} s ago",
                                 clock((now - t.datetime_start).total_seconds()) if t.datetime_start else "?",
                                 " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                         for k, v in t.params.items())])
+                                         for k, v in trial_values(t).items())])
     finally:
         storage.remove_session()
         storage.engine.dispose()
