@@ -112,8 +112,8 @@ def cli_arm(task: str, glue: str, budget: float, overrides: list[str], arm: str)
     """Run (or resume) the CLI's study with the arm's overrides and budget; its pick is the study's best trial."""
     import optuna
 
+    from sweeper.search import budget as spent
     from sweeper.search.space import trial_values
-    from sweeper.study import budget as spent
 
     out, name = (RUNS / task, f"bench-{task}") if arm == "sweeper" else (RUNS / task / arm, f"bench-{task}-{arm}")
     storage = f"sqlite:///{out}/sweeper.db"
@@ -139,7 +139,7 @@ def trainer_arm(task: str, glue: str, budget: float, objective) -> dict:
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from sweeper.study.budget import EVAL_WEIGHT
+    from sweeper.search.budget import EVAL_WEIGHT
     from sweeper.train.metrics import compute_metrics
     from sweeper.train.model import fresh_model
 

@@ -91,7 +91,7 @@ class OptimizerConfig:
 
 
 @dataclass
-class ProbeConfig:  # "start many, stop early, continue some" as one bracket (sweeper/study/probes.py)
+class ProbeConfig:  # "start many, stop early, continue some" as one bracket (sweeper/search/probes.py)
     trials: int = 0  # the study's first trials stop after `epochs` of training; 0 = off
     epochs: float = 1 / 3
     keep: int = 2  # then the best this many are trained in full
@@ -135,7 +135,7 @@ class StudyConfig:
     keep_checkpoints: KeepCheckpoints = MISSING
     accept: list[str] = field(default_factory=list)  # defining keys a resume may change (sweeper/study/definition.py)
     objectives: list[str] = field(default_factory=list)  # empty = task.objective; two or more = multi-objective
-    budget_epochs: float | None = None  # compute budget in epochs of the training set (sweeper/study/budget.py)
+    budget_epochs: float | None = None  # compute budget in epochs of the training set (sweeper/search/budget.py)
     budget_minutes: float | None = None  # budget in trial minutes, summed over the study's trials
     artifacts: dict[str, Any] | None = None  # an Optuna artifact store by _target_ (sweeper/study/artifacts.py)
     progress: Progress = MISSING  # the study's progress while it runs (sweeper/study/progress.py)
@@ -183,7 +183,7 @@ class TrainConfig:
     progress: bool = MISSING
     threads: int | None = None
     report_to: list[str] = field(default_factory=list)  # experiment trackers (sweeper/train/tracking.py)
-    evals_per_epoch: int = 1  # pruner reports per epoch; > 1: steps are training samples (sweeper/study/steps.py)
+    evals_per_epoch: int = 1  # pruner reports per epoch; > 1: steps are training samples (sweeper/search/steps.py)
     eval_subset: int | None = 512  # evaluation examples for the reports within an epoch; null = the whole split
     checkpoint_minutes: float | None = 10  # a checkpoint within an epoch after this much training; null = epoch ends
 
@@ -230,8 +230,8 @@ PRUNERS = {
     "optuna.pruners.HyperbandPruner",
     "optuna.pruners.SuccessiveHalvingPruner",
     "optuna.pruners.NopPruner",
-    "sweeper.study.pruning.PlateauMedianPruner",
-    "sweeper.study.pruning.PlateauHalvingPruner",
+    "sweeper.search.pruning.PlateauMedianPruner",
+    "sweeper.search.pruning.PlateauHalvingPruner",
 }
 SAMPLERS = {
     "optuna.samplers.TPESampler",

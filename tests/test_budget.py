@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 from conftest import TINY, load
 from sweeper.job import run_study
 from sweeper.results.status import status
-from sweeper.study import budget
+from sweeper.search import budget
 from sweeper.study.progress import snapshot
 
 EPOCHS = [*TINY, "train.evals_per_epoch=1"]  # one evaluation per epoch: the counts below are whole epochs

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, "tests")
 from conftest import compose_config
 from sweeper.study.storage import open_storage
-from sweeper.study import probes
+from sweeper.search import probes
 from sweeper.study.run import load_study, run_trials
 from sweeper.search.space import compile_space, suggest
 
@@ -106,7 +106,7 @@ def test_workers_started_together_run_the_probe_bracket_once(tmp_path):
     storage = f"sqlite:///{tmp_path}/c.db"
     results = run_together(storage, "probes", tmp_path / "signals", 7, "search.probe.trials=4", "search.probe.keep=2")
     assert [code for code, _ in results] == [0] * WORKERS, results
-    from sweeper.study.probes import CONTINUES, PROBE, ranked
+    from sweeper.search.probes import CONTINUES, PROBE, ranked
 
     study = load(storage, "probes")
     trials = study.trials

@@ -26,7 +26,7 @@ def test_the_definition_holds_resolved_values(compose_cfg):
     assert d["search.space.train.batch_size"] == "CategoricalDistribution(choices=(8, 16, 32))"
     assert "optimizer.lr" not in d and "train.epochs" not in d  # the space sets them
     assert not [k for k in d if k.startswith(("model.pooling", "model.reinit", "optimizer.schedule"))]  # neutral
-    assert d["pruner._target_"] == "sweeper.study.pruning.PlateauHalvingPruner"
+    assert d["pruner._target_"] == "sweeper.search.pruning.PlateauHalvingPruner"
     assert d["train.precision"] == "auto" and d["study.directions"] == ["maximize"]
     assert d["data.content"].startswith("sha256:")
     assert not [k for k in d if k.startswith(("study.n_trials", "train.progress", "train.eval_batch_size"))]
@@ -61,8 +61,8 @@ def test_keys_that_do_not_change_results_are_not_part_of_it(compose_cfg, overrid
     ("train.keep_best=true", "train.keep_best", None, True),
     ("search.space.model.reinit_layers=range(0,2)", "search.space.model.reinit_layers", None,
      "IntDistribution(high=2, log=False, low=0, step=1)"),
-    ("pruner=plateau", "pruner._target_", "sweeper.study.pruning.PlateauHalvingPruner",
-     "sweeper.study.pruning.PlateauMedianPruner"),
+    ("pruner=plateau", "pruner._target_", "sweeper.search.pruning.PlateauHalvingPruner",
+     "sweeper.search.pruning.PlateauMedianPruner"),
     ("train.precision=no", "train.precision", "auto", "no"),
     ("train.group_by_length=false", "train.group_by_length", True, False),
     ("train.cpu_fastpath=false", "train.cpu_fastpath", True, False),
@@ -155,7 +155,7 @@ def test_an_accepted_change_becomes_the_definition_and_is_noted(compose_cfg, cap
         load_study(open_storage(changed.study), changed)
     now = attrs(cfg)
     assert stored(now) == definition(changed)
-    change = "from trial 1: pruner._target_: sweeper.study.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner"
+    change = "from trial 1: pruner._target_: sweeper.search.pruning.PlateauMedianPruner -> optuna.pruners.NopPruner"
     assert change in now["changes"]
     epochs = ("search.space.train.epochs: IntDistribution(high=3, log=False, low=1, step=1) -> "
               "IntDistribution(high=2, log=False, low=1, step=1)")

@@ -94,5 +94,5 @@ def test_an_accepted_change_resumes_and_is_recorded(copied):
     assert result.returncode == 0, result.stderr[-3000:]
     study = load(storage, "mrpc-tiny")
     assert len(study.trials) == 2 and study.user_attrs["pruner"] == {"_target_": "optuna.pruners.NopPruner"}
-    assert "from trial 1: pruner._target_: sweeper.study.pruning.PlateauHalvingPruner -> optuna.pruners.NopPruner" in \
+    assert "from trial 1: pruner._target_: sweeper.search.pruning.PlateauHalvingPruner -> optuna.pruners.NopPruner" in \
         study.user_attrs["changes"]

@@ -8,9 +8,9 @@ from optuna.trial import TrialState
 from conftest import TINY, load
 from sweeper.config import ConfigError, validate
 from sweeper.job import run_study
+from sweeper.search.probes import CONTINUES, PROBE, ranked
+from sweeper.search.pruning import PROMOTED_AT, PlateauHalvingPruner
 from sweeper.study.definition import definition
-from sweeper.study.probes import CONTINUES, PROBE, ranked
-from sweeper.study.pruning import PROMOTED_AT, PlateauHalvingPruner
 
 # STS-B's Pearson correlation differs between any two configurations of the tiny model (its classes' F1 is 0).
 # One-epoch trials keep it quick; the portfolio's one entry is the first probe.
@@ -95,7 +95,7 @@ def test_a_budget_smaller_than_the_bracket_still_ends_with_a_continued_probe(com
 def test_the_best_stopped_probes_are_continued_not_one_that_failed(tmp_path):
     from types import SimpleNamespace
 
-    from sweeper.study.probes import before_ask
+    from sweeper.search.probes import before_ask
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/p.db", direction="minimize")
     dist = {"lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)}

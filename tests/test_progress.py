@@ -57,8 +57,8 @@ def test_time_left_is_what_is_left_times_the_mean_trial_less_what_runs_shared_am
 
 
 def test_under_a_budget_time_left_is_what_the_budget_has_left_at_the_pace_so_far(tmp_path):
-    from sweeper.study import budget
-    from sweeper.study.budget import TRAIN
+    from sweeper.search import budget
+    from sweeper.search.budget import TRAIN
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/b.db", study_name="b", direction="maximize")
     study.set_user_attr("train_size", 100)

@@ -5,9 +5,8 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import compose_config, load
-from sweeper.study.budget import EVALUATED, TRAIN
-from sweeper.study.objective import report_epoch
-from sweeper.study.pruning import (
+from sweeper.search.budget import EVALUATED, TRAIN
+from sweeper.search.pruning import (
     STEP_UNIT,
     TRIVIAL,
     TRIVIAL_WITHIN,
@@ -15,7 +14,8 @@ from sweeper.study.pruning import (
     PlateauMedianPruner,
     trivial_at,
 )
-from sweeper.study.steps import SAMPLES, report_within_epoch
+from sweeper.search.steps import SAMPLES, report_within_epoch
+from sweeper.study.objective import report_epoch
 from sweeper.train.metrics import trivial_value
 
 TRIVIAL_F1 = 0.8122  # MRPC validation: every pair predicted "equivalent"

@@ -7,7 +7,7 @@ from optuna.trial import TrialState, create_trial
 
 from sweeper.results.plots import learning_curves
 from sweeper.results.report import write_report
-from sweeper.study.pruning import SAMPLES, STEP_UNIT
+from sweeper.search.pruning import SAMPLES, STEP_UNIT
 
 
 def study_with(train_size, *trials):

@@ -4,8 +4,8 @@ from optuna.trial import TrialState
 
 from conftest import TINY, load
 from sweeper.job import run_study
-from sweeper.study import budget
-from sweeper.study.pruning import STEP_UNIT
+from sweeper.search import budget
+from sweeper.search.pruning import STEP_UNIT
 from sweeper.study.run import portfolio
 
 

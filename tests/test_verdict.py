@@ -14,7 +14,7 @@ from sweeper.data.dataset import hold_out, load_task
 from sweeper.job import run_study
 from sweeper.results import significance
 from sweeper.results.verdict import LABELS, RUNS, sentence
-from sweeper.study import budget
+from sweeper.search import budget
 from sweeper.study import objective as objective_module
 from sweeper.study.definition import definition, verify
 from sweeper.study.run import load_study

@@ -9,8 +9,8 @@ from optuna.trial import TrialState
 from conftest import TINY, load
 from sweeper.data.batching import eval_subset
 from sweeper.job import run_study
+from sweeper.search.pruning import STEP_UNIT, TRIVIAL_WITHIN, PlateauMedianPruner
 from sweeper.study.objective import Objective
-from sweeper.study.pruning import STEP_UNIT, TRIVIAL_WITHIN, PlateauMedianPruner
 from sweeper.train.loop import within_epoch_steps
 from sweeper.train.metrics import trivial_value
 

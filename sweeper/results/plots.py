@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
-from sweeper.study.pruning import SAMPLES, STEP_UNIT, epochs_done
+from sweeper.search.pruning import SAMPLES, STEP_UNIT, epochs_done
 
 
 def figures(study) -> list[tuple[str, object]]:

@@ -13,8 +13,9 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from sweeper.results.plots import figures
+from sweeper.search import budget
 from sweeper.search.space import trial_values
-from sweeper.study import budget, faults
+from sweeper.study import faults
 from sweeper.study.artifacts import artifact_dir, attach_report
 from sweeper.study.definition import write_csv
 from sweeper.study.patience import shown

@@ -78,7 +78,7 @@ def run_retrain(cfg) -> float:
     values = [r[objective_name] for r in rows]
     result = {"trial": best.number, "trial_value": best.value, "seeds": [r["seed"] for r in rows], "values": values,
               "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-              "train_samples": sum(r["train_samples"] for r in rows),  # the compute spent (sweeper/study/budget.py)
+              "train_samples": sum(r["train_samples"] for r in rows),  # the compute spent (sweeper/search/budget.py)
               "best_model": str((out / "best-model").resolve())}
     # What a user loads (the code a mean-pooled model carries is sweeper's own: trusted).
     model = AutoModelForSequenceClassification.from_pretrained(out / "best-model", trust_remote_code=True)

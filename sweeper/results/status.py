@@ -14,8 +14,8 @@ from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
 from sweeper.config import ConfigError
+from sweeper.search import budget
 from sweeper.search.space import trial_values
-from sweeper.study import budget
 from sweeper.study.definition import stored
 from sweeper.study.patience import shown
 from sweeper.study.progress import FINISHED, clock

@@ -10,8 +10,8 @@ from hydra.experimental.callback import Callback
 from optuna.trial import TrialState
 
 from sweeper.results.report import replace_whole
+from sweeper.search import budget
 from sweeper.search.space import trial_values
-from sweeper.study import budget
 
 
 def study_row(study) -> dict:

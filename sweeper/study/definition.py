@@ -39,9 +39,10 @@ CATEGORICAL = "CategoricalDistribution("
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "optuna", "hydra-core")
 ABSENT = "(absent)"
 CREATOR_WAIT_S = 2.0  # a worker that created the study an instant ago is still storing its definition
-# Classes studies recorded under the module path they had before sweeper/ was grouped by stage: the same
-# class, so a study that stored the old path is the same study.
-MOVED = {"sweeper.pruning.PlateauMedianPruner": "sweeper.study.pruning.PlateauMedianPruner"}
+# Classes studies recorded under the module paths they had before sweeper/ was grouped by stage, and before the
+# search policy became a stage of its own: the same class, so a study that stored an old path is the same study.
+MOVED = {f"{old}.{name}": f"sweeper.search.pruning.{name}" for old in ("sweeper.pruning", "sweeper.study.pruning")
+         for name in ("PlateauMedianPruner", "PlateauHalvingPruner")}
 
 
 def definition(cfg) -> dict[str, Any]:

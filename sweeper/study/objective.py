@@ -16,10 +16,10 @@ from optuna.trial import TrialState
 from sweeper.data.batching import eval_subset, get_dataloaders, get_extra_eval_dataloaders, get_subset_eval_dataloader
 from sweeper.data.dataset import load_task
 from sweeper.scale import distributed, preemption
-from sweeper.search import space
-from sweeper.study import budget, faults, probes, steps
+from sweeper.search import budget, probes, space, steps
+from sweeper.search.pruning import EPOCHS, TRIVIAL, TRIVIAL_WITHIN
+from sweeper.study import faults
 from sweeper.study.artifacts import attach_best_model
-from sweeper.study.pruning import EPOCHS, TRIVIAL, TRIVIAL_WITHIN
 from sweeper.train import checkpoints
 from sweeper.train.export import export_if_better
 from sweeper.train.loop import Hparams, kept, pad_multiple, resolve_precision, train

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from optuna.trial import TrialState
 
-from sweeper.study import budget
+from sweeper.search import budget
 
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -45,7 +45,7 @@ class Snapshot:
     best: str
     elapsed: float
     left: float | None  # seconds; None until a trial has finished
-    budget: str = ""  # `budget 1.23/3 epochs` while a compute budget is set (sweeper/study/budget.py)
+    budget: str = ""  # `budget 1.23/3 epochs` while a compute budget is set (sweeper/search/budget.py)
 
     def line(self) -> str:
         """`mrpc-tiny: 2/4 trials finished (1 running), best f1 0.8120 (trial 0), 0:00:14 elapsed, ~0:00:15 left`"""

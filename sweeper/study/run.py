@@ -21,8 +21,8 @@ from optuna.trial import TrialState
 from sweeper.config import ConfigError
 from sweeper.redact import mask
 from sweeper.scale import preemption
-from sweeper.search import space
-from sweeper.study import budget, faults, probes
+from sweeper.search import budget, probes, space
+from sweeper.study import faults
 from sweeper.study.definition import defined_study
 from sweeper.study.lock import study_lock
 from sweeper.study.patience import unreachable
@@ -228,7 +228,7 @@ def claim_under_lock(study: optuna.Study, target: int, probe=None) -> None:
     """Make study.optimize's `study.ask()` count the study's trials and start one atomically: under
     the study's lock, it starts a trial (a queued one first) only while finished + running trials are
     fewer than `target`, else raises AllTrialsTaken; with search.probe on, it also takes the bracket's
-    steps (sweeper/study/probes.py). Everything else optimize does (heartbeat thread, FAIL with the
+    steps (sweeper/search/probes.py). Everything else optimize does (heartbeat thread, FAIL with the
     exception, PRUNED, callbacks) stays Optuna's."""
     # The unwrapped ask, also when run_trials runs again on the same study object (bench/search.py):
     # a wrapper around the wrapper would take the lock twice and wait on itself.

@@ -106,7 +106,7 @@ def train(model, train_dl, eval_dl, hp: Hparams, *, optimizer_fn, precision: str
     subset_dl = eval_dl if subset_dl is None else accelerator.prepare(subset_dl)
     on_log = on_log if accelerator.is_main_process else None
     epoch_samples = len(train_dl.dataset)  # the whole training set, however many processes share it
-    # What this call computed (a resumed run: since its checkpoint), for a compute budget (sweeper/study/budget.py).
+    # What this call computed (a resumed run: since its checkpoint), for a compute budget (sweeper/search/budget.py).
     spent = {"train_samples": 0, "evaluated_samples": 0}
     try:
         history, start, partial, rng = [], 0, None, None

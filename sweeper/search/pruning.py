@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 TRIVIAL = "trivial_value"  # the trial user attribute the objective sets
 TRIVIAL_WITHIN = "trivial_value_within"  # the same on the capped subset that reports within an epoch score on
 PROMOTED_AT = "promoted_at"  # a continued probe's user attribute: the step its probe stopped at (probes.py)
-STEP_UNIT = "step_unit"  # absent: steps are epochs; SAMPLES: within-epoch reports (sweeper/study/steps.py)
+STEP_UNIT = "step_unit"  # absent: steps are epochs; SAMPLES: within-epoch reports (sweeper/search/steps.py)
 SAMPLES = "train_samples"
 EPOCHS = "epochs"  # the trial user attribute of its epoch count, searched or fixed (a study made before: a param)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import optuna
 
-from sweeper.study.budget import EVALUATED, TRAIN
-from sweeper.study.pruning import SAMPLES, STEP_UNIT  # noqa: F401  (the objective sets them through this module)
+from sweeper.search.budget import EVALUATED, TRAIN
+from sweeper.search.pruning import SAMPLES, STEP_UNIT  # noqa: F401  (the objective sets them through this module)
 
 
 def epoch_end_step(epoch: int, evals_per_epoch: int, train_size: int) -> int:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
+from sweeper.search.pruning import PROMOTED_AT, RUNG_SLACK, epochs_done
 from sweeper.study import faults
-from sweeper.study.pruning import PROMOTED_AT, RUNG_SLACK, epochs_done
 
 PROBE, CONTINUES = "probe", "continues"
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
