@@ -62,7 +62,8 @@ def test_status_lists_each_study_and_its_running_trials_and_writes_nothing(compo
     assert lines[5] == "running trials"
     row = lines[7].split()
     assert row[:4] == ["sst2-minilm", "1", "node7", "4242"] and row[5:7] == ["s", "ago"]
-    assert int(row[4]) >= 0 and re.fullmatch(r"\d+:\d\d:\d\d", row[7]) and row[8].startswith("optimizer.lr=")  # lr: a 0.1 name
+    assert int(row[4]) >= 0 and re.fullmatch(r"\d+:\d\d:\d\d", row[7])
+    assert row[8].startswith("optimizer.lr=")  # a 0.1 study's lr, by its config key
     assert fingerprint(db) == before and sorted(tmp_path.iterdir()) == files  # nothing written, nothing created
 
     # study.name given (not its default `${task.name}-${model.name}`): those studies only; patterns too
