@@ -14,7 +14,7 @@ def main() -> None:
     preemption.install()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even where a shell started us ignoring it
     from sweeper.cli import preflight, quote_space, sweep
-    from sweeper.config import ConfigError
+    from sweeper.errors import ConfigError
     from sweeper.redact import mask, move_passwords
     from sweeper.study.patience import StorageUnreachable
 

@@ -9,10 +9,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sweeper import redact
-from sweeper.config import CONF_DIR, ConfigError, register, validate
+from sweeper.config import CONF_DIR, register
 from sweeper.data import source
+from sweeper.errors import ConfigError
 from sweeper.search.space import LEGACY
 from sweeper.usage import config_groups
+from sweeper.validate import validate
 
 LEGACY_KEYS = {v: k for k, v in LEGACY.items()}  # sweeper 0.1's search.lr, ... -> the config key the space sets
 register()

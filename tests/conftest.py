@@ -75,7 +75,7 @@ OPEN_STORAGE = """
 import sys, time
 from pathlib import Path
 from types import SimpleNamespace
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 from sweeper.study.storage import open_storage
 
 url, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])

@@ -95,8 +95,9 @@ def test_compute_spent_is_in_the_summary_trials_csv_report_and_summary_csv(compo
 def test_a_budget_is_not_part_of_the_definition_and_is_checked(compose_cfg):
     import pytest
 
-    from sweeper.config import ConfigError, validate
+    from sweeper.errors import ConfigError
     from sweeper.study.definition import definition
+    from sweeper.validate import validate
 
     plain, budgeted = compose_cfg(*TINY), compose_cfg(*TINY, "study.budget_epochs=2", "study.budget_minutes=30")
     assert definition(plain) == definition(budgeted)

@@ -4,7 +4,9 @@ import itertools
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from sweeper.config import ConfigError, choices, validate
+from sweeper.config import choices
+from sweeper.errors import ConfigError
+from sweeper.validate import validate
 
 
 @pytest.mark.parametrize("task,model,optimizer", list(itertools.product(

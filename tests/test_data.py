@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import compose_config
-from sweeper.config import ConfigError
 from sweeper.data import dataset, source
 from sweeper.data.batching import ShuffledBatches, get_dataloaders
+from sweeper.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import TINY, load
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 from sweeper.job import run_study
 from sweeper.study.definition import SAFE, check_accept, definition, differences, refusal, stored
 from sweeper.study.run import load_study

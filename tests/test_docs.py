@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from sweeper import cli, config
+from sweeper import cli, config, validate
 
 sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 import config_reference  # noqa: E402  (docs/_ext/config_reference.py)
@@ -124,7 +124,7 @@ def test_every_command_line_the_docs_show_composes(reviews_task):
         try:
             jobs = cli.compose_jobs(argv)
             for cfg in jobs:
-                config.validate(cfg)
+                validate.validate(cfg)
         except Exception as e:
             pytest.fail(f"{page}: {command}\n  {type(e).__name__}: {e}")
         assert jobs, f"{page}: {command} composes no job"

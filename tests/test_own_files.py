@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from conftest import TINY, compose_config
-from sweeper.config import ConfigError
 from sweeper.data import dataset, source
+from sweeper.errors import ConfigError
 
 WORDS = "the a cat dog sat ran on under mat log quickly slowly red blue big small".split()
 NAMES = ["pos", "neutral", "neg"]  # as a file holds them; sorted: neg, neutral, pos

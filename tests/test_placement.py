@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 from sweeper.scale.placement import ALL_GPUS, check_launcher, place_worker
 
 SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"

@@ -6,11 +6,12 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import TINY, load
-from sweeper.config import ConfigError, validate
+from sweeper.errors import ConfigError
 from sweeper.job import run_study
 from sweeper.search.probes import CONTINUES, PROBE, ranked
 from sweeper.search.pruning import PROMOTED_AT, PlateauHalvingPruner
 from sweeper.study.definition import definition
+from sweeper.validate import validate
 
 # STS-B's Pearson correlation differs between any two configurations of the tiny model (its classes' F1 is 0).
 # One-epoch trials keep it quick; the portfolio's one entry is the first probe.

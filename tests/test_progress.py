@@ -162,7 +162,8 @@ def test_on_a_terminal_the_progress_is_one_bar_updated_in_place(tmp_path, glue_d
 
 
 def test_the_progress_keys_are_checked(compose_cfg):
-    from sweeper.config import ConfigError, validate
+    from sweeper.errors import ConfigError
+    from sweeper.validate import validate
 
     with pytest.raises(ConfigError, match=r"study.progress_every=0; need an integer >= 1"):
         validate(compose_cfg("study.progress_every=0"))

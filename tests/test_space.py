@@ -10,8 +10,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from conftest import TINY, compose_config, load
-from sweeper.config import ConfigError, validate
+from sweeper.errors import ConfigError
 from sweeper.search import space
+from sweeper.validate import validate
 
 FIXTURE = Path(__file__).parent / "fixtures" / "study-0.1.0.db"  # made by sweeper 0.1 (tests/fixtures/README.md)
 

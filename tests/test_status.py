@@ -15,7 +15,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from conftest import TINY, cli, cli_popen, load
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 from sweeper.results.status import heartbeat_ages, status
 from sweeper.study.storage import open_storage
 

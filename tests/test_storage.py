@@ -17,7 +17,7 @@ def test_a_half_created_optuna_schema_is_not_a_foreign_file(tmp_path):
 
     import pytest
 
-    from sweeper.config import ConfigError
+    from sweeper.errors import ConfigError
     from sweeper.study.storage import check_sqlite_file
 
     half, foreign = tmp_path / "half.db", tmp_path / "foreign.db"

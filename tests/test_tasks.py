@@ -7,9 +7,11 @@ import scipy.stats
 import sklearn.metrics
 
 from conftest import TINY, compose_config, load
-from sweeper.config import ConfigError, choices, validate
+from sweeper.config import choices
 from sweeper.data import dataset, source
+from sweeper.errors import ConfigError
 from sweeper.train.metrics import METRICS, compute_metrics, direction
+from sweeper.validate import validate
 
 WORDS = "the a cat dog sat ran on under mat log quickly slowly red blue big small".split()
 GLUE = {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"}

@@ -154,7 +154,7 @@ def test_an_unknown_tracker_is_refused_before_training(tmp_path, glue_dir, value
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
 def test_a_tracker_not_installed_names_its_package(compose_cfg):
-    from sweeper.config import ConfigError
+    from sweeper.errors import ConfigError
     from sweeper.train.tracking import check_trackers
 
     with pytest.raises(ConfigError, match=r"^train.report_to=\[tensorboard, wandb\]: wandb not installed; "

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from conftest import TINY, cli, compose_config, load
-from sweeper.config import ConfigError, validate
 from sweeper.data.dataset import hold_out, load_task
+from sweeper.errors import ConfigError
 from sweeper.job import run_study
 from sweeper.results import significance
 from sweeper.results.verdict import LABELS, RUNS, sentence
@@ -20,6 +20,7 @@ from sweeper.study.definition import definition, verify
 from sweeper.study.run import load_study
 from sweeper.study.storage import open_storage
 from sweeper.train.metrics import compute_metrics
+from sweeper.validate import validate
 
 # 64 training pairs, 16 of them held out for the search; 32 validation pairs for the verdict only.
 SELECTED = [*TINY, "task.selection_size=16", "search.space.train.epochs=1", "search.enqueue_portfolio=false",

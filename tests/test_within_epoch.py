@@ -87,7 +87,8 @@ def test_the_plateau_pruner_compares_sample_steps_of_other_batch_sizes(tmp_path)
 def test_bad_within_epoch_settings_are_refused_in_one_line(compose_cfg):
     import pytest
 
-    from sweeper.config import ConfigError, validate
+    from sweeper.errors import ConfigError
+    from sweeper.validate import validate
 
     validate(compose_cfg(*TINY, "train.evals_per_epoch=4", "pruner=plateau"))
     with pytest.raises(ConfigError, match=r"^train.evals_per_epoch=0; allowed: an integer >= 1$"):

@@ -64,7 +64,7 @@ def hold_out(split, size: float, seed: int) -> tuple:
     the rest; the same for every trial, run and worker of a study."""
     n = round(size * len(split)) if size < 1 else int(size)
     if not 1 <= n < len(split):
-        from sweeper.config import ConfigError
+        from sweeper.errors import ConfigError
 
         raise ConfigError(f"task.selection_size={size:g}: {n} of {len(split)} training examples; allowed: at least "
                           "one held out and one left to train on")

@@ -9,7 +9,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 
 # File suffix -> the reader. .json is JSON Lines too (or one JSON array): datasets' json builder reads both.
 READERS = {"parquet": "parquet", "csv": "csv", "tsv": "tsv", "jsonl": "json", "json": "json"}

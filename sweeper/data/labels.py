@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 
 
 def is_text(values: np.ndarray) -> bool:

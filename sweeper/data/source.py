@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper.config import ConfigError
 from sweeper.data import files, labels
+from sweeper.errors import ConfigError
 
 GLUE_HUB = "nyu-mll/glue"
 

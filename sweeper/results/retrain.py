@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 from sweeper.results.report import replace_whole
 from sweeper.study.patience import shown
 from sweeper.study.storage import open_storage, sqlite_path

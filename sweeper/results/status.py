@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from optuna.storages._rdb import models
 from optuna.trial import TrialState
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 from sweeper.search import budget
 from sweeper.search.space import trial_values
 from sweeper.study.definition import stored

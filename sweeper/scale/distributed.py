@@ -9,7 +9,7 @@ import logging
 import os
 from datetime import timedelta
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 
 log = logging.getLogger(__name__)
 # Followers wait here while rank 0 waits for trials other workers hold: as long as a trial may take.

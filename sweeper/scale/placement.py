@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 
 log = logging.getLogger(__name__)
 REMOTE_LAUNCHERS = ("SlurmLauncher",)  # hydra-submitit-launcher's SLURM executor: jobs run on other nodes

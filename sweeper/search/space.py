@@ -16,7 +16,7 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSw
 from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 
 # Keys a trial may not change: they define what the study measures, or are the study's own machinery.
 _WEIGHTS, _STEPS = "the weights are read once per study", "the pruner's steps are the study's"

@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from optuna.artifacts import upload_artifact
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 from sweeper.study.lock import study_lock
 from sweeper.train.metrics import improves
 

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from omegaconf import OmegaConf
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 from sweeper.train.metrics import direction, objectives
 
 log = logging.getLogger(__name__)

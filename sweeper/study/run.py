@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 from sweeper.redact import mask
 from sweeper.scale import preemption
 from sweeper.search import budget, probes, space

@@ -16,7 +16,7 @@ import sqlalchemy
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 from sweeper.study.faults import STOPPED
 from sweeper.study.patience import CONNECT_ARGS, MAX_WAIT_S, PatientStorage, StorageUnreachable, shown
 

@@ -8,7 +8,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from sweeper.config import ConfigError
+from sweeper.errors import ConfigError
 
 log = logging.getLogger(__name__)
 # pip's name for a tracker where it differs from Accelerate's.
