@@ -68,7 +68,7 @@ def test_a_wide_space_arm_records_its_whole_configuration(tmp_path, glue_dir):
     bench(tmp_path, glue_dir, 42, arms=("wide-9",))
     [pick] = rows(tmp_path / "c-picks.csv")
     config = json.loads(pick["config"])
-    assert {"optimizer.warmup_ratio", "optimizer.layer_decay", "model.pooling", "train.keep_best"} <= set(config)
+    assert {"model.dropout.hidden", "model.reinit_layers", "model.pooling", "train.keep_best"} <= set(config)
     [row] = rows(tmp_path / "c.csv")
     assert row["arm"] == "wide-9" and row["config"] == pick["config"]
 
