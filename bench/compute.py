@@ -207,28 +207,30 @@ def predictions_file(root: Path, task: str, cfg, values: dict, precision: str, s
 def revalidate(objective, values: dict, seed: int, predictions: Path | None = None) -> dict:
     """`values` ({config key: value}, over the course settings' defaults) trained with `seed` on the search's
     training examples, scored on the validation split; its predictions there written to `predictions`."""
+    from sweeper.data.dataset import scored_on_unseen
     from sweeper.results.predict import predict
     from sweeper.search import space
     from sweeper.study.objective import hparams
     from sweeper.train.loop import kept
 
     data, cfg, trained = objective.data, objective.cfg, {}
-    view = type(data)(**{**data.__dict__, "eval": data.unseen[0], "eval_lengths": data.unseen[1]})
     run_cfg = space.apply(cfg, values)
+    hp, unseen = hparams(run_cfg), data.unseen[0]
+    view, prefix = scored_on_unseen(data, hp.keep_best is not None)  # the kept epoch picked on the selection split
     history = objective.fit(run_cfg, seed, on_epoch_end=lambda epoch, metrics: None, data=view,
                             on_train_end=lambda model: trained.update(model=model))
-    final = kept(history, hparams(run_cfg))
+    final = kept(history, hp)
     if predictions is not None:
         predictions.parent.mkdir(parents=True, exist_ok=True)
         labels = predictions.parent / f"{cfg.task.name}-labels.txt"
         if not labels.exists():
-            labels.write_text(" ".join(str(y) for y in view.eval["labels"]) + "\n")
-        ids = predict(trained.pop("model"), view.eval, data.tokenizer, cfg.train.eval_batch_size)
+            labels.write_text(" ".join(str(y) for y in unseen["labels"]) + "\n")
+        ids = predict(trained.pop("model"), unseen, data.tokenizer, cfg.train.eval_batch_size)
         predictions.write_text(" ".join(str(x) for x in ids.tolist()) + "\n")
     trained.clear()
     objective.release()
     name = cfg.task.objective
-    return {"objective": name, "value": round(final[name], 4), "kept_epoch": final["epoch"],
+    return {"objective": name, "value": round(final[prefix + name], 4), "kept_epoch": final["epoch"],
             "train_size": len(data.train), "train_samples": int(history[-1]["train_samples"]),
             "train_seconds": round(sum(h["train_seconds"] for h in history), 1)}
 

@@ -2,6 +2,7 @@
 (task.selection_size), the verdict (verdict.top) retrains its top configurations and the course settings with
 several seeds and scores them on the validation split. In-process studies in real SQLite files, the tiny model."""
 import json
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -294,3 +295,23 @@ def test_only_worker_0_runs_the_verdict(compose_cfg, monkeypatch, tmp_path):
     spy = Spy(monkeypatch)
     assert run_verdict(study, cfg, tmp_path / cfg.study.name) == {}
     assert spy.calls == [] and RUNS not in study.user_attrs and "verdict" not in study.user_attrs
+
+
+def test_with_keep_best_the_selection_split_picks_the_epoch_and_the_unseen_split_only_scores_it(compose_cfg):
+    from sweeper.data.dataset import scored_on_unseen
+    from sweeper.search.space import apply
+    from sweeper.study.objective import Objective, hparams
+    from sweeper.train.loop import kept
+
+    cfg = compose_cfg(*SELECTED, "train.keep_best=true", "search.space.train.epochs=4", "train.precision=no")
+    objective = Objective(cfg, Path(cfg.out_dir) / cfg.study.name)
+    run_cfg = apply(cfg, {"optimizer.lr": 5e-3, "train.epochs": 4, "train.batch_size": 16})
+    hp = hparams(run_cfg)
+    view, prefix = scored_on_unseen(objective.data, hp.keep_best is not None)
+    assert prefix == "unseen_" and view.eval is objective.data.eval  # the search's selection split stays
+    history = objective.fit(run_cfg, 42, on_epoch_end=lambda epoch, metrics: None, data=view)
+    final = kept(history, hp)
+    assert final["f1"] == max(h["f1"] for h in history)  # picked on the selection split (16 pairs) ...
+    assert all(f"unseen_{m}" in final for m in ("f1", "accuracy"))  # ... scored on validation (32 pairs)
+    plain, none = scored_on_unseen(objective.data, keep_best=False)
+    assert none == "" and len(plain.eval) == 32  # without keep_best: validation is the evaluation split

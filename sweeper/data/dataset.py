@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,6 +29,20 @@ class TaskData:
     # With task.selection_size: eval is the part of the training split held out for the search to select on,
     # and unseen the task's eval_split (with its lengths), which only the verdict scores on.
     unseen: tuple | None = None
+
+
+UNSEEN = "unseen"  # the name a re-validation run's unseen split has among its extra evaluations
+
+
+def scored_on_unseen(data: TaskData, keep_best: bool) -> tuple[TaskData, str]:
+    """The study's data for a run scored on the unseen split (the verdict's, the benchmark's re-validation), and
+    the prefix its metrics then carry: the unseen split as the evaluation split; with train.keep_best, as an extra
+    evaluation beside the selection split instead, so that the selection split picks the kept epoch and the
+    unseen split only scores it (picking the epoch on the split that scores it would flatter the run)."""
+    unseen, lengths = data.unseen
+    if keep_best:
+        return replace(data, extra_evals={**data.extra_evals, UNSEEN: (unseen, lengths)}), f"{UNSEEN}_"
+    return replace(data, eval=unseen, eval_lengths=lengths), ""
 
 
 def load_subsampled(task, data_dir: str | None, seed: int) -> dict:

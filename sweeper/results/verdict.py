@@ -106,6 +106,7 @@ class Runs:
         self.study, self.cfg, self.models, self._objective = study, cfg, study_dir / "verdict", None
 
     def train(self, missing: list, first_seed: int) -> dict:
+        from sweeper.data.dataset import scored_on_unseen
         from sweeper.results.predict import predict
         from sweeper.study.objective import Objective, hparams
         from sweeper.train.loop import kept
@@ -115,16 +116,17 @@ class Runs:
             if self._objective is None:
                 self._objective = Objective(cfg, self.models.parent)
             objective = self._objective
-            data = objective.data
-            unseen, lengths = data.unseen  # the task's eval_split, held back from the search (data/dataset.py)
-            view = type(data)(**{**data.__dict__, "eval": unseen, "eval_lengths": lengths})
+            data, run_cfg = objective.data, space.apply(cfg, c["values"])
+            hp = hparams(run_cfg)
+            unseen = data.unseen[0]  # the task's eval_split, held back from the search (data/dataset.py)
+            view, prefix = scored_on_unseen(data, hp.keep_best is not None)
             log.info("verdict %s: %s, seed %d, scored on %s", cfg.study.name, describe(c["values"]), seed, split)
-            history = objective.fit(space.apply(cfg, c["values"]), seed, on_epoch_end=lambda epoch, metrics: None,
+            history = objective.fit(run_cfg, seed, on_epoch_end=lambda epoch, metrics: None,
                                     on_train_end=lambda model: trained.update(model=model), data=view)
-            final = kept(history, hparams(space.apply(cfg, c["values"])))
+            final = kept(history, hp)
             predictions = predict(trained["model"], unseen, data.tokenizer, cfg.train.eval_batch_size)
             row = {**c["values"], "label": c["label"], "seed": seed, "split": split,
-                   **{m: final[m] for m in cfg.task.metrics},
+                   **{m: final[prefix + m] for m in cfg.task.metrics},
                    "train_samples": int(history[-1].get("train_samples", 0)),
                    "train_seconds": sum(h["train_seconds"] for h in history), "predictions": predictions.tolist()}
             if seed == first_seed:  # kept until the verdict is known: any candidate may win
