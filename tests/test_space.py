@@ -11,7 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from conftest import TINY, compose_config, load
 from sweeper.errors import ConfigError
-from sweeper.search import space
+from sweeper.search import grammar, space
 from sweeper.validate import validate
 
 FIXTURE = Path(__file__).parent / "fixtures" / "study-0.1.0.db"  # made by sweeper 0.1 (tests/fixtures/README.md)
@@ -30,7 +30,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "study-0.1.0.db"  # made by sweep
     ("cosine", "cosine"), (0.1, 0.1), ("3", 3),  # a plain value is fixed
 ])
 def test_the_grammar_compiles_to_optunas_distributions(entry, expected):
-    assert space.parse("k", entry) == expected
+    assert grammar.parse("k", entry) == expected
 
 
 @pytest.mark.parametrize("entry,named", [
@@ -44,14 +44,14 @@ def test_the_grammar_compiles_to_optunas_distributions(entry, expected):
 ])
 def test_an_empty_or_inverted_range_is_refused_in_one_line(entry, named):
     with pytest.raises(ConfigError, match="search.space.k=") as e:
-        space.parse("k", entry)
+        grammar.parse("k", entry)
     assert named in str(e.value) and "\n" not in str(e.value)
 
 
 def test_a_space_written_flat_and_nested_is_one_space_and_the_nested_entry_wins():
-    flat = space.flatten({"optimizer.lr": "a", "train": {"epochs": "b"}, "model": {"dropout": {"hidden": 0.1}}})
+    flat = grammar.flatten({"optimizer.lr": "a", "train": {"epochs": "b"}, "model": {"dropout": {"hidden": 0.1}}})
     assert flat == {"optimizer.lr": "a", "train.epochs": "b", "model.dropout.hidden": 0.1}
-    assert space.flatten({"optimizer.lr": "yaml", "optimizer": {"lr": "command line"}}) == {
+    assert grammar.flatten({"optimizer.lr": "yaml", "optimizer": {"lr": "command line"}}) == {
         "optimizer.lr": "command line"}
 
 
