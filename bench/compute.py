@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -324,20 +325,38 @@ def backfill(args) -> None:
 
 def versus(a: list[dict], b: list[dict], root: Path, k: int = 1, confidence: float = 0.95):
     """The test of rows `a` against rows `b` (one configuration each, one task and precision), paired over the
-    validation examples through their kept predictions; None where a row's predictions are missing."""
+    validation examples through their kept predictions. Two rules need no predictions: the same configuration with
+    the same seeds is the same runs (b's are used for a), and a mean at or below b's is never better (a one-sided
+    test cannot call it so: its p is left NaN). None where a test is needed and predictions are missing."""
     from sweeper.results import significance
+    from sweeper.train.metrics import direction
 
     task, precision, metric = a[0]["task"], a[0]["precision"], a[0]["objective"]
+    if effective_equal(pick_values(a[0]), pick_values(b[0])) and {r["seed"] for r in a} == {r["seed"] for r in b}:
+        a = b
     labels = read_predictions(root / f"{task}-labels.txt")
 
     def predictions(rows):
         return [read_predictions(root / f"{task}-{precision}-seed{r['seed']}-{r.get('run')}.txt") for r in rows]
 
+    va, vb = [float(r["value"]) for r in a], [float(r["value"]) for r in b]
     pa, pb = predictions(a), predictions(b)
     if labels is None or any(p is None for p in pa + pb):
-        return None
-    return significance.compare(metric, [float(r["value"]) for r in a], [float(r["value"]) for r in b],
-                                significance.example_variance(metric, labels, pa, pb), k, confidence)
+        sign = 1 if direction(metric) == "maximize" else -1
+        difference = sign * (statistics.fmean(va) - statistics.fmean(vb))
+        if difference > 0:
+            return None
+        return significance.Comparison(difference, -math.inf, math.nan, (1 - confidence) / k, math.nan, math.nan)
+    return significance.compare(metric, va, vb, significance.example_variance(metric, labels, pa, pb), k, confidence)
+
+
+def shown(test, digits: int = 4) -> str:
+    """A test's outcome in a table cell: the difference and its p, or why there is none."""
+    if test is None:
+        return "(no predictions: --backfill)"
+    if math.isnan(test.p):
+        return f"{test.difference:+.{digits}f} (not above: not better)"
+    return f"{test.difference:+.{digits}f} (p={test.p:.3f}{', better' if test.better else ''})"
 
 
 def effective_equal(a: dict, b: dict) -> bool:
@@ -385,13 +404,12 @@ def report(rows: list[dict], tasks: list[str], root: Path = PREDICTIONS) -> None
             values = [float(r["value"]) for r in rs]
             m, s = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
             test = versus(rs, course, root) if course and arm != "course" else None
-            shown = "" if arm == "course" else "(no predictions: --backfill)" if test is None else \
-                f"{test.difference:+.4f} (p={test.p:.3f}{', better' if test.better else ''})"
+            cell = "" if arm == "course" else shown(test)
             pick = ", ".join(f"{k.split('.')[-1]} {v:.2g}" if isinstance(v, float) else f"{k.split('.')[-1]} {v}"
                              for k, v in pick_values(rs[0]).items())
             print(f"| {task} ({precision}) | {arm} | {pick} | {float(rs[0]['search_epochs']):.2f} | "
                   f"{rs[0]['search_trials']} | {m:.4f} +- {s:.4f} ({len(values)} seeds, {rs[0]['objective']}) | "
-                  f"{shown} |")
+                  f"{cell} |")
     for line in target_lines(rows, tasks, root):
         print(line)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import statistics
 import sys
@@ -69,6 +70,17 @@ def run(args) -> None:
                 print(row, flush=True)
 
 
+def with_course(rows: list[dict], compute_rows: list[dict]) -> list[dict]:
+    """The screen's rows and, for seeds it has not trained the course settings with, bench/compute.py's course rows of
+    the same configuration (the same run digest: the same training, the same predictions' file)."""
+    have = {(r["task"], r["precision"], r["seed"]) for r in rows if r["variant"] == "course"}
+    runs = {(r["task"], r["precision"]): r["run"] for r in rows if r["variant"] == "course"}
+    borrowed = [{**{k: r.get(k, "") for k in FIELDS}, "variant": "course"} for r in compute_rows
+                if r["arm"] == "course" and r.get("run") and runs.get((r["task"], r["precision"])) == r["run"]
+                and (r["task"], r["precision"], r["seed"]) not in have]
+    return rows + borrowed
+
+
 def table(rows: list[dict], predictions: Path, confidence: float = 0.95) -> list[str]:
     """Per task and precision, a Markdown row per variant: its mean +- std and the test against the course settings
     (one-sided, Bonferroni over the task's variants; a variant without predictions on every seed is not tested)."""
@@ -84,17 +96,20 @@ def table(rows: list[dict], predictions: Path, confidence: float = 0.95) -> list
         course, k = by.get("course"), max(1, len(by) - 1)
         for variant in [v for v in VARIANTS if v in by]:
             rs = by[variant]
+            seeds = {r["seed"] for r in rs}
+            paired = [r for r in course or [] if r["seed"] in seeds]  # the course settings on the variant's seeds
             values = [float(r["value"]) for r in rs]
             m, s = statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
             line = f"| {task} ({precision}) | {variant} | {len(rs)} | {m:.4f} +- {s:.4f} ({rs[0]['objective']}) |"
-            if not course or variant == "course":
+            if not paired or variant == "course":
                 line += " | | |"
-            elif min(len(rs), len(course)) < 2:  # one seed has no seed noise to test against: the difference only
-                line += f" {m - statistics.fmean(float(r['value']) for r in course):+.4f} | (1 seed) | |"
+            elif min(len(rs), len(paired)) < 2:  # one seed has no seed noise to test against: the difference only
+                line += f" {m - statistics.fmean(float(r['value']) for r in paired):+.4f} | (1 seed) | |"
             else:
-                test = versus(rs, course, predictions, k, confidence)
-                line += (f" {test.difference:+.4f} | {test.p:.3f} | {'**yes**' if test.better else 'no'} |" if test
-                         else " | (no predictions) | |")
+                test = versus(rs, paired, predictions, k, confidence)
+                line += (" | (no predictions) | |" if test is None else
+                         f" {test.difference:+.4f} | (not above) | no |" if math.isnan(test.p) else
+                         f" {test.difference:+.4f} | {test.p:.3f} | {'**yes**' if test.better else 'no'} |")
             lines.append(line)
     return lines
 
@@ -114,7 +129,7 @@ def main() -> None:
                      "train.evals_per_epoch=1", *args.override]
     if not args.report_only:
         run(args)
-    print("\n".join(table(read(args.out), args.predictions)))
+    print("\n".join(table(with_course(read(args.out), read(ROOT / "bench" / "compute.csv")), args.predictions)))
 
 
 if __name__ == "__main__":

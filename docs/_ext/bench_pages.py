@@ -60,8 +60,7 @@ def compute_table(rows: list[dict]) -> str:
             r0 = rs[0]
             seeds = ", ".join(f"{float(r['value']):.3f}" for r in rs)
             test = compute.versus(rs, course, compute.PREDICTIONS) if course and arm != "course" else None
-            vs = ("" if arm == "course" else "no predictions kept" if test is None else
-                  f"{test.difference:+.3f} (p={test.p:.3f}{', **better**' if test.better else ''})")
+            vs = "" if arm == "course" else compute.shown(test, 3).replace(", better", ", **better**")
             search = (f"{float(r0['search_epochs']):.2f}, {r0['search_trials']}" if int(r0["search_trials"])
                       else "no search")
             metric = NAMES.get(r0["objective"], r0["objective"])
@@ -126,7 +125,8 @@ def write(out_dir: Path) -> list[Path]:
     rows = read(BENCH / "compute.csv")
     texts = {"compute-table.md": compute_table(rows), "compute-targets.md": targets(rows),
              "portfolio-table.md": portfolio_table(), "selection-table.md": selection_table(),
-             "knobs-table.md": "\n".join(knobs.table(read(BENCH / "knobs.csv"), compute.PREDICTIONS))}
+             "knobs-table.md": "\n".join(knobs.table(knobs.with_course(read(BENCH / "knobs.csv"), rows),
+                                                                compute.PREDICTIONS))}
     written = []
     for name, text in texts.items():
         written.append(replace(out_dir / name, text + "\n"))
