@@ -332,7 +332,7 @@ def versus(a: list[dict], b: list[dict], root: Path, k: int = 1, confidence: flo
     from sweeper.train.metrics import direction
 
     task, precision, metric = a[0]["task"], a[0]["precision"], a[0]["objective"]
-    if effective_equal(pick_values(a[0]), pick_values(b[0])) and {r["seed"] for r in a} == {r["seed"] for r in b}:
+    if same_configuration(a[0], b[0]) and {r["seed"] for r in a} == {r["seed"] for r in b}:
         a = b
     labels = read_predictions(root / f"{task}-labels.txt")
 
@@ -348,6 +348,15 @@ def versus(a: list[dict], b: list[dict], root: Path, k: int = 1, confidence: flo
             return None
         return significance.Comparison(difference, -math.inf, math.nan, (1 - confidence) / k, math.nan, math.nan)
     return significance.compare(metric, va, vb, significance.example_variance(metric, labels, pa, pb), k, confidence)
+
+
+def same_configuration(a: dict, b: dict) -> bool:
+    """Whether two rows trained the same configuration: the same run digest, or (rows from before digests, which
+    record their pick: bench/compute.py's) the same effective values."""
+    if a.get("run") and b.get("run"):
+        return a["run"] == b["run"]
+    picks = all(r.get("config") or r.get("lr") for r in (a, b))
+    return picks and effective_equal(pick_values(a), pick_values(b))
 
 
 def shown(test, digits: int = 4) -> str:

@@ -58,3 +58,18 @@ def test_the_screen_borrows_the_course_settings_seeds_of_the_same_run_and_pairs_
     lines = knobs.table(rows, tmp_path)
     warmup = next(line for line in lines if "| warmup |" in line)
     assert "+0.0200" in warmup and "(1 seed)" in warmup  # against seed 42's 0.58, not the three seeds' mean
+
+
+def test_the_screen_tests_a_variant_with_seeds_against_the_course_settings_on_the_same_seeds(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 300)
+    (tmp_path / "rte-labels.txt").write_text("\n".join(map(str, labels)) + "\n")
+    screen = []
+    for seed in (42, 43):
+        for variant, run, right in [("course", "c0ffee", 0.55), ("warmup", "beef", 0.95)]:
+            predictions = np.where(rng.random(300) < right, labels, 1 - labels)
+            keep(tmp_path, seed, run, predictions)
+            screen.append({"task": "rte", "variant": variant, "precision": "fp32", "seed": str(seed), "run": run,
+                           "objective": "accuracy", "value": str((predictions == labels).mean())})
+    warmup = next(line for line in knobs.table(screen, tmp_path) if "| warmup |" in line)
+    assert "**yes**" in warmup  # 0.95 against 0.55 on 300 examples, two seeds each
