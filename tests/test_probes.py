@@ -97,6 +97,7 @@ def test_the_best_stopped_probes_are_continued_not_one_that_failed(tmp_path):
     from types import SimpleNamespace
 
     from sweeper.search.probes import before_ask
+    from sweeper.study.faults import own_failures
 
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/p.db", direction="minimize")
     dist = {"lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)}
@@ -106,8 +107,10 @@ def test_the_best_stopped_probes_are_continued_not_one_that_failed(tmp_path):
             params={"lr": lr}, distributions=dist, intermediate_values={10: value}, state=state,
             user_attrs={PROBE: 0.33, "fail_cause": "trial"} if state == TrialState.FAIL else {PROBE: 0.33}))
     probe = SimpleNamespace(trials=4, keep=2, epochs=0.33)
-    before_ask(study, study.get_trials(), probe)
-    before_ask(study, study.get_trials(), probe)  # once per study
+    own = own_failures(study.get_trials())
+    assert own == {1}  # the failed probe's own fault: it counts as a probe, but is not continued
+    before_ask(study, study.get_trials(), probe, own)
+    before_ask(study, study.get_trials(), probe, own)  # once per study
     queued = [study.ask(dist) for _ in study.get_trials(states=(TrialState.WAITING,))]  # as a worker takes them
     assert [(t.params["lr"], t.user_attrs[CONTINUES], t.user_attrs[PROMOTED_AT]) for t in queued] == [
         (3e-4, 2, 10), (4e-4, 3, 10)]  # lowest values first (minimized), the failed 0.1 skipped

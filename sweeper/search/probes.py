@@ -18,7 +18,6 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper.search.pruning import PROMOTED_AT, RUNG_SLACK, epochs_done
-from sweeper.study import faults
 
 PROBE, CONTINUES = "probe", "continues"
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -28,12 +27,10 @@ class ProbesRunning(Exception):
     """Every probe has started and some still run elsewhere: the bracket's next step waits for them."""
 
 
-def probes(trials) -> list:
-    """The study's probes that count: stopped, running or queued, and those failed by their own fault (a probe the
-    machine stopped is queued again and counts as that retry)."""
-    retried = faults.retried_numbers(trials)
-    return [t for t in trials if PROBE in t.user_attrs
-            and (t.state != TrialState.FAIL or faults.failure_cause(t, retried) == faults.TRIAL)]
+def probes(trials, own_failures: set[int]) -> list:
+    """The study's probes that count: stopped, running or queued, and those failed by their own fault (numbers in
+    `own_failures`; a probe the machine stopped is queued again and counts as that retry)."""
+    return [t for t in trials if PROBE in t.user_attrs and (t.state != TrialState.FAIL or t.number in own_failures)]
 
 
 def value(trial) -> float | None:
@@ -48,12 +45,12 @@ def ranked(done: list, direction) -> list:
                                                                           t.number))
 
 
-def before_ask(study: optuna.Study, trials, probe) -> None:
+def before_ask(study: optuna.Study, trials, probe, own_failures: set[int]) -> None:
     """Under the study's lock, before a trial is asked for: once every probe has stopped, queue the best
     probe.keep again (once per study); raise ProbesRunning while the last probes still run and nothing is queued."""
     if not probe.trials:
         return
-    mine = probes(trials)
+    mine = probes(trials, own_failures)
     if len(mine) < probe.trials or any(t.user_attrs.get(CONTINUES) is not None for t in trials):
         return
     if any(t.state not in (*DONE, TrialState.FAIL) for t in mine):
@@ -64,12 +61,12 @@ def before_ask(study: optuna.Study, trials, probe) -> None:
         study.enqueue_trial(t.params, user_attrs={CONTINUES: t.number, PROMOTED_AT: t.last_step})
 
 
-def after_ask(trial: optuna.Trial, trials, probe) -> None:
+def after_ask(trial: optuna.Trial, trials, probe, own_failures: set[int]) -> None:
     """Under the lock, once the trial is asked for: it is a probe while the study has fewer than probe.trials (a
     queued trial that is a retry or a continued probe keeps its role)."""
     if not probe.trials or PROBE in trial.user_attrs or CONTINUES in trial.user_attrs:
         return
-    if len(probes([t for t in trials if t.number != trial.number])) < probe.trials:
+    if len(probes([t for t in trials if t.number != trial.number], own_failures)) < probe.trials:
         trial.set_user_attr(PROBE, float(probe.epochs))
 
 

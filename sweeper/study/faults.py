@@ -54,6 +54,12 @@ def retried_numbers(trials) -> set[int]:
     return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
 
 
+def own_failures(trials) -> set[int]:
+    """The numbers of the trials that failed by their own fault."""
+    retried = retried_numbers(trials)
+    return {t.number for t in trials if failure_cause(t, retried) == TRIAL}
+
+
 def by_cause(trials) -> dict[str, int]:
     """How many trials failed for each cause."""
     retried = retried_numbers(trials)

@@ -241,14 +241,15 @@ def claim_under_lock(study: optuna.Study, target: int, probe=None) -> None:
             trials = backend.get_all_trials(study._study_id, deepcopy=False)
             if count(trials, (*FINISHED, TrialState.RUNNING)) >= target:
                 raise AllTrialsTaken
+            own = faults.own_failures(trials) if probe is not None else set()
             if probe is not None:
                 try:
-                    probes.before_ask(study, trials, probe)
+                    probes.before_ask(study, trials, probe, own)
                 except probes.ProbesRunning:  # the bracket's next step waits for the last probes
                     raise AllTrialsTaken from None
             trial = ask(*args, **kwargs)
             if probe is not None:
-                probes.after_ask(trial, trials, probe)
+                probes.after_ask(trial, trials, probe, own)
         record_worker(trial)
         return trial
 
