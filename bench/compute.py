@@ -323,15 +323,24 @@ def backfill(args) -> None:
             rows_file.update(args.out, FIELDS, fill)  # after each run: a stopped backfill keeps what it did
 
 
+# The protocol's seeds (42-44). Seeds added to a comparison after its first look at them (as the verdict adds seeds
+# for its two finalists, up to verdict.max_seeds) are a second look at the same question: both share the level.
+FIRST_LOOK = 3
+
+
 def versus(a: list[dict], b: list[dict], root: Path, k: int = 1, confidence: float = 0.95):
     """The test of rows `a` against rows `b` (one configuration each, one task and precision), paired over the
-    validation examples through their kept predictions. Two rules need no predictions: the same configuration with
-    the same seeds is the same runs (b's are used for a), and a mean at or below b's is never better (a one-sided
-    test cannot call it so: its p is left NaN). None where a test is needed and predictions are missing."""
+    validation examples through their kept predictions, on a's seeds where b has them all. Two rules need no
+    predictions: the same configuration with the same seeds is the same runs (b's are used for a), and a mean at or
+    below b's is never better (a one-sided test cannot call it so: its p is left NaN). None where a test is needed
+    and predictions are missing."""
     from sweeper.results import significance
     from sweeper.train.metrics import direction
 
     task, precision, metric = a[0]["task"], a[0]["precision"], a[0]["objective"]
+    seeds = {r["seed"] for r in a}
+    if seeds <= {r["seed"] for r in b}:  # against b on the same seeds (b may have more: another arm's look)
+        b = [r for r in b if r["seed"] in seeds]
     if same_configuration(a[0], b[0]) and {r["seed"] for r in a} == {r["seed"] for r in b}:
         a = b
     labels = read_predictions(root / f"{task}-labels.txt")
@@ -347,7 +356,9 @@ def versus(a: list[dict], b: list[dict], root: Path, k: int = 1, confidence: flo
         if difference > 0:
             return None
         return significance.Comparison(difference, -math.inf, math.nan, (1 - confidence) / k, math.nan, math.nan)
-    return significance.compare(metric, va, vb, significance.example_variance(metric, labels, pa, pb), k, confidence)
+    looks = 2 if max(len(a), len(b)) > FIRST_LOOK else 1
+    return significance.compare(metric, va, vb, significance.example_variance(metric, labels, pa, pb), k, confidence,
+                                looks)
 
 
 def same_configuration(a: dict, b: dict) -> bool:

@@ -4,6 +4,7 @@ import math
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import ROOT
 
@@ -73,3 +74,22 @@ def test_the_screen_tests_a_variant_with_seeds_against_the_course_settings_on_th
                            "objective": "accuracy", "value": str((predictions == labels).mean())})
     warmup = next(line for line in knobs.table(screen, tmp_path) if "| warmup |" in line)
     assert "**yes**" in warmup  # 0.95 against 0.55 on 300 examples, two seeds each
+
+
+def test_seeds_beyond_the_protocols_three_are_a_second_look_and_others_compare_on_their_own_seeds(tmp_path):
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 400)
+    (tmp_path / "rte-labels.txt").write_text("\n".join(map(str, labels)) + "\n")
+    rows = {"course": [], "recipe": []}
+    for seed in range(42, 48):
+        for arm, run, right in [("course", "c0ffee", 0.60), ("recipe", "beef", 0.66)]:
+            predictions = np.where(rng.random(400) < right, labels, 1 - labels)
+            keep(tmp_path, seed, run, predictions)
+            rows[arm].append(row(seed, (predictions == labels).mean(), run, arm=arm))
+    six = compute.versus(rows["recipe"], rows["course"], tmp_path)
+    assert six.alpha == pytest.approx(0.025)  # six seeds: the first three were looked at first
+    three = compute.versus(rows["recipe"][:3], rows["course"], tmp_path)  # an arm with the protocol's three seeds
+    assert three.alpha == pytest.approx(0.05)  # ... is held against the course settings' same three
+    course3 = [float(r["value"]) for r in rows["course"][:3]]
+    recipe3 = [float(r["value"]) for r in rows["recipe"][:3]]
+    assert three.difference == pytest.approx(np.mean(recipe3) - np.mean(course3))
