@@ -45,12 +45,15 @@ def plot(task: str, rows: list[dict], out: Path, predictions: Path = compute.PRE
         by.setdefault(r["arm"], []).append(r)
     if not any(a in by for arms in LINES.values() for a in arms):
         return None
-    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
     most = max([float(rs[0]["search_epochs"]) for rs in by.values()] + [27])
     for arm, (label, color, style) in REFERENCES.items():
         if arm in by:
             m, s = spread(by[arm])
-            ax.axhline(m, color=color, linestyle=style, label=f"{label}: {m:.3f} +- {s:.3f}")
+            test = compute.versus(by[arm], by["course"], predictions) if arm != "course" and "course" in by else None
+            mark = ", better at 95%" if test is not None and test.better else ""
+            ax.axhline(m, color=color, linestyle=style,
+                       label=f"{label}: {m:.3f} +- {s:.3f} ({len(by[arm])} seeds{mark})")
             ax.axhspan(m - s, m + s, color=color, alpha=0.12)
     course = by.get("course")
     for i, (label, arms) in enumerate(LINES.items()):
@@ -66,11 +69,11 @@ def plot(task: str, rows: list[dict], out: Path, predictions: Path = compute.PRE
                         markerfacecolor=color if better else "white")
     metric = mine[0]["objective"]
     ax.set_xlabel("search compute (epochs of the training set)")
-    ax.set_ylabel(f"{NAMES.get(metric, metric)} on validation (3 seeds)")
+    ax.set_ylabel(f"{NAMES.get(metric, metric)} on validation (mean +- std)")
     ax.set_xlim(0, most * 1.08)
     ax.set_title(f"{TASKS.get(task, task)}: what a search buys (filled: better at 95%)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=6.5, loc="lower right")
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"budget-{task}.png"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 def rungs(trial, train_size: int) -> dict[float, float]:
     """The trial's reports within its first epoch, {fraction of an epoch: value}."""
-    return {round(step / train_size, 2): value for step, value in sorted(trial.intermediate_values.items())
+    return {round(step / train_size, 1): value for step, value in sorted(trial.intermediate_values.items())
             if step <= train_size * 1.01}
 
 
@@ -34,7 +34,7 @@ def summary(study) -> list[str]:
         above = sum(v > float(t.user_attrs.get("trivial_value", "nan")) + 1e-9 for t, v in at)
         done = [(v, t.value) for t, v in at if t.state == optuna.trial.TrialState.COMPLETE]
         rho = stats.spearmanr([v for v, _ in done], [f for _, f in done]).statistic if len(done) >= 3 else float("nan")
-        lines.append(f"{study.study_name}: at {f:.2f} epoch {above} of {len(at)} trials above the constant "
+        lines.append(f"{study.study_name}: at {f:.1f} epoch {above} of {len(at)} trials above the constant "
                      f"prediction; Spearman with the final value {rho:+.2f} ({len(done)} finished)")
     return lines
 
