@@ -341,8 +341,9 @@ def versus(a: list[dict], b: list[dict], root: Path, k: int = 1, confidence: flo
     seeds = {r["seed"] for r in a}
     if seeds <= {r["seed"] for r in b}:  # against b on the same seeds (b may have more: another arm's look)
         b = [r for r in b if r["seed"] in seeds]
-    if same_configuration(a[0], b[0]) and {r["seed"] for r in a} == {r["seed"] for r in b}:
+    if same_configuration(a[0], b[0]) and seeds == {r["seed"] for r in b}:
         a = b
+    looks = 2 if max(len(a), len(b)) > FIRST_LOOK else 1
     labels = read_predictions(root / f"{task}-labels.txt")
 
     def predictions(rows):
@@ -355,8 +356,8 @@ def versus(a: list[dict], b: list[dict], root: Path, k: int = 1, confidence: flo
         difference = sign * (statistics.fmean(va) - statistics.fmean(vb))
         if difference > 0:
             return None
-        return significance.Comparison(difference, -math.inf, math.nan, (1 - confidence) / k, math.nan, math.nan)
-    looks = 2 if max(len(a), len(b)) > FIRST_LOOK else 1
+        return significance.Comparison(difference, -math.inf, math.nan, (1 - confidence) / (k * looks), math.nan,
+                                       math.nan)
     return significance.compare(metric, va, vb, significance.example_variance(metric, labels, pa, pb), k, confidence,
                                 looks)
 
