@@ -33,7 +33,8 @@ def summary(study) -> list[str]:
         at = [(t, rungs(t, size)[f]) for t in trials if f in rungs(t, size)]
         above = sum(v > float(t.user_attrs.get("trivial_value", "nan")) + 1e-9 for t, v in at)
         done = [(v, t.value) for t, v in at if t.state == optuna.trial.TrialState.COMPLETE]
-        rho = stats.spearmanr([v for v, _ in done], [f for _, f in done]).statistic if len(done) >= 3 else float("nan")
+        ranked = len(done) >= 3 and len({v for v, _ in done}) > 1  # every report equal: nothing to rank by
+        rho = stats.spearmanr([v for v, _ in done], [f for _, f in done]).statistic if ranked else float("nan")
         lines.append(f"{study.study_name}: at {f:.1f} epoch {above} of {len(at)} trials above the constant "
                      f"prediction; Spearman with the final value {rho:+.2f} ({len(done)} finished)")
     return lines

@@ -143,13 +143,12 @@ def write(out_dir: Path) -> list[Path]:
 
 
 def replace_bytes(path: Path, data: bytes) -> Path:
+    """Write `data` only when it differs, so Sphinx does not rebuild pages whose inputs did not change."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_bytes() != data:
         path.write_bytes(data)
     return path
 
 
 def replace(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    return replace_bytes(path, text.encode())
