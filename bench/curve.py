@@ -45,7 +45,7 @@ def plot(task: str, rows: list[dict], out: Path, predictions: Path = compute.PRE
         by.setdefault(r["arm"], []).append(r)
     if not any(a in by for arms in LINES.values() for a in arms):
         return None
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
     most = max([float(rs[0]["search_epochs"]) for rs in by.values()] + [27])
     for arm, (label, color, style) in REFERENCES.items():
         if arm in by:
@@ -73,11 +73,11 @@ def plot(task: str, rows: list[dict], out: Path, predictions: Path = compute.PRE
     ax.set_xlim(0, most * 1.08)
     ax.set_title(f"{TASKS.get(task, task)}: what a search buys (filled: better at 95%)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6.5, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below: hides no point
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"budget-{task}.png"
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     return path
 
