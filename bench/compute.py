@@ -240,6 +240,11 @@ def read_predictions(path: Path) -> list[int] | None:
     return [int(x) for x in path.read_text().split()] if path.exists() else None
 
 
+def has_row(rows: list[dict], task: str, arm: str, precision: str, seed: int) -> bool:
+    """Whether (task, arm, precision, seed) has its row."""
+    return any((r["task"], r["arm"], r["precision"], int(r["seed"])) == (task, arm, precision, seed) for r in rows)
+
+
 def same_run(rows: list[dict], task: str, precision: str, run: str, seed: int) -> dict | None:
     return next((r for r in rows if (r["task"], r["precision"], r.get("run"), int(r["seed"])) == (task, precision, run,
                                                                                                     seed)), None)
@@ -262,8 +267,7 @@ def run(args) -> None:
     for task in args.tasks:
         for arm in args.arms:
             rows = read(args.out)
-            todo = [s for s in args.seeds if not any((r["task"], r["arm"], r["precision"], int(r["seed"]))
-                                                     == (task, arm, args.precision, s) for r in rows)]
+            todo = [s for s in args.seeds if not has_row(rows, task, arm, args.precision, s)]
             if not todo:
                 continue
             pick = recorded_pick(args.out, task, arm, args.precision)
@@ -281,7 +285,10 @@ def run(args) -> None:
             values = pick_values(pick)
             run_id = config_id(config(task), values)
             for seed in todo:
-                known = (same_run(read(args.out), task, args.precision, run_id, seed)  # another arm's, or a screen's
+                rows = read(args.out)
+                if has_row(rows, task, arm, args.precision, seed):  # a lane beside this one wrote it meanwhile
+                    continue
+                known = (same_run(rows, task, args.precision, run_id, seed)  # another arm's, or a screen's
                          or same_run(read(args.out.with_name("knobs.csv")), task, args.precision, run_id, seed))
                 result = ({k: known[k] for k in ("objective", "value", "kept_epoch", "train_size", "train_samples",
                                                  "train_seconds")} if known
